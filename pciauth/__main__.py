@@ -1,0 +1,3 @@
+from pciauth.cli import entry_point
+
+entry_point()

@@ -1,0 +1,1 @@
+"""PCI model: addresses, selectors, sysfs discovery, config space and capabilities."""
