@@ -1,0 +1,592 @@
+"""SPDM algorithm tables and the crypto operations pciauth performs with them.
+
+Every algorithm is keyed by its bit in the NEGOTIATE_ALGORITHMS / ALGORITHMS masks of DMTF
+DSP0274 (tables "BaseHashAlgo", "BaseAsymAlgo" and the DHE / AEAD "AlgStruct" tables; the same
+values are the ``SPDM_ALGORITHMS_BASE_*`` / ``SPDM_ALGORITHMS_DHE_NAMED_GROUP_*`` /
+``SPDM_ALGORITHMS_AEAD_CIPHER_SUITE_*`` macros of libspdm's ``include/industry_standard/spdm.h``).
+Only the algorithms pciauth implements are in the tables; an unknown bit raises
+:class:`~pciauth.errors.UsageError` (a caller asked for it) or is ignored by the selection helpers
+(a peer offered it).
+
+Wire formats (DSP0274 "Signature generation" and "Key exchange"):
+- ECDSA signatures are raw ``r || s``, each half big-endian and padded to the curve size
+  (32, 48, 66 bytes), never DER.
+- RSASSA is PKCS #1 v1.5; RSAPSS uses MGF1 with the negotiated hash and a salt as long as the
+  hash. RSA signatures are as long as the modulus.
+- ECDHE public keys are ``X || Y`` (no 0x04 prefix), each coordinate big-endian and padded; the
+  shared secret is the X coordinate of the product, padded to the coordinate size.
+
+What is signed (:func:`signing_message`): SPDM 1.0 and 1.1 sign the transcript ``M`` itself
+(the signature algorithm hashes it with the negotiated hash). SPDM 1.2 and later sign
+``combined_prefix(version, context) || Hash(M)`` (again hashed by the signature algorithm), where
+the 100-byte prefix is "dmtf-spdm-v1.N.*" four times, then zero bytes, then the context string
+right-aligned (DSP0274 1.2 "Signature generation"; libspdm ``libspdm_create_signing_context``
+and the ``spdm_version >= SPDM_MESSAGE_VERSION_12`` branch of ``libspdm_asym_sign``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from pciauth.errors import MalformedData, SignatureError, SpdmError, UsageError
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HashAlgo:
+    """One BaseHashAlgo entry: ``size`` is the digest length in bytes."""
+
+    bit: int
+    name: str
+    size: int
+    hash_cls: type[hashes.HashAlgorithm]
+
+    def algorithm(self) -> hashes.HashAlgorithm:
+        return self.hash_cls()
+
+
+@dataclass(frozen=True)
+class AsymAlgo:
+    """One BaseAsymAlgo entry (also ReqBaseAsymAlg, same bits).
+
+    ``scheme`` is "rsassa", "rsapss" or "ecdsa"; ``key_bits`` the RSA modulus or curve size;
+    ``signature_size`` the wire size in bytes; ``coord_size`` the size of r and s (ECDSA).
+    """
+
+    bit: int
+    name: str
+    scheme: str
+    key_bits: int
+    signature_size: int
+    curve_cls: type[ec.EllipticCurve] | None = None
+    coord_size: int = 0
+
+
+@dataclass(frozen=True)
+class DheGroup:
+    """One DHE named group; ``public_size`` is the raw ``X || Y`` size, ``coord_size`` half of it."""
+
+    bit: int
+    name: str
+    curve_cls: type[ec.EllipticCurve]
+    coord_size: int
+
+    @property
+    def public_size(self) -> int:
+        return 2 * self.coord_size
+
+    @property
+    def shared_size(self) -> int:
+        return self.coord_size
+
+
+@dataclass(frozen=True)
+class AeadSuite:
+    """One AEAD cipher suite: key, IV (nonce) and tag sizes in bytes."""
+
+    bit: int
+    name: str
+    key_size: int
+    iv_size: int
+    tag_size: int
+    cipher_cls: type
+
+
+# BaseHashAlgo (DSP0274 NEGOTIATE_ALGORITHMS; libspdm SPDM_ALGORITHMS_BASE_HASH_ALGO_TPM_ALG_*).
+# Bits 3-5 are SHA3-256/384/512 and bit 6 SM3: not implemented.
+HASH_SHA256 = 0x0001
+HASH_SHA384 = 0x0002
+HASH_SHA512 = 0x0004
+
+HASH_ALGOS: dict[int, HashAlgo] = {
+    HASH_SHA256: HashAlgo(HASH_SHA256, "sha256", 32, hashes.SHA256),
+    HASH_SHA384: HashAlgo(HASH_SHA384, "sha384", 48, hashes.SHA384),
+    HASH_SHA512: HashAlgo(HASH_SHA512, "sha512", 64, hashes.SHA512),
+}
+
+# BaseAsymAlgo (DSP0274; libspdm SPDM_ALGORITHMS_BASE_ASYM_ALGO_*). Bit 9 SM2, bits 10-11
+# EdDSA 25519/448: not implemented.
+ASYM_RSASSA_2048 = 0x0001
+ASYM_RSAPSS_2048 = 0x0002
+ASYM_RSASSA_3072 = 0x0004
+ASYM_RSAPSS_3072 = 0x0008
+ASYM_ECDSA_P256 = 0x0010
+ASYM_RSASSA_4096 = 0x0020
+ASYM_RSAPSS_4096 = 0x0040
+ASYM_ECDSA_P384 = 0x0080
+ASYM_ECDSA_P521 = 0x0100
+
+ASYM_ALGOS: dict[int, AsymAlgo] = {
+    ASYM_RSASSA_2048: AsymAlgo(ASYM_RSASSA_2048, "rsassa2048", "rsassa", 2048, 256),
+    ASYM_RSAPSS_2048: AsymAlgo(ASYM_RSAPSS_2048, "rsapss2048", "rsapss", 2048, 256),
+    ASYM_RSASSA_3072: AsymAlgo(ASYM_RSASSA_3072, "rsassa3072", "rsassa", 3072, 384),
+    ASYM_RSAPSS_3072: AsymAlgo(ASYM_RSAPSS_3072, "rsapss3072", "rsapss", 3072, 384),
+    ASYM_ECDSA_P256: AsymAlgo(ASYM_ECDSA_P256, "ecdsa-p256", "ecdsa", 256, 64, ec.SECP256R1, 32),
+    ASYM_RSASSA_4096: AsymAlgo(ASYM_RSASSA_4096, "rsassa4096", "rsassa", 4096, 512),
+    ASYM_RSAPSS_4096: AsymAlgo(ASYM_RSAPSS_4096, "rsapss4096", "rsapss", 4096, 512),
+    ASYM_ECDSA_P384: AsymAlgo(ASYM_ECDSA_P384, "ecdsa-p384", "ecdsa", 384, 96, ec.SECP384R1, 48),
+    ASYM_ECDSA_P521: AsymAlgo(ASYM_ECDSA_P521, "ecdsa-p521", "ecdsa", 521, 132, ec.SECP521R1, 66),
+}
+
+# DHE named groups (DSP0274 "DHE structure"; libspdm SPDM_ALGORITHMS_DHE_NAMED_GROUP_*):
+# bits 0-2 are ffdhe2048/3072/4096, bit 3 secp256r1, bit 4 secp384r1, bit 5 secp521r1, bit 6 SM2.
+DHE_SECP256R1 = 0x0008
+DHE_SECP384R1 = 0x0010
+
+DHE_GROUPS: dict[int, DheGroup] = {
+    DHE_SECP256R1: DheGroup(DHE_SECP256R1, "secp256r1", ec.SECP256R1, 32),
+    DHE_SECP384R1: DheGroup(DHE_SECP384R1, "secp384r1", ec.SECP384R1, 48),
+}
+
+# AEAD cipher suites (DSP0274 "AEAD structure"; libspdm SPDM_ALGORITHMS_AEAD_CIPHER_SUITE_*):
+# bit 0 AES-128-GCM, bit 1 AES-256-GCM, bit 2 ChaCha20-Poly1305, bit 3 SM4-GCM (not implemented).
+AEAD_AES_128_GCM = 0x0001
+AEAD_AES_256_GCM = 0x0002
+AEAD_CHACHA20_POLY1305 = 0x0004
+
+AEAD_SUITES: dict[int, AeadSuite] = {
+    AEAD_AES_128_GCM: AeadSuite(AEAD_AES_128_GCM, "aes-128-gcm", 16, 12, 16, AESGCM),
+    AEAD_AES_256_GCM: AeadSuite(AEAD_AES_256_GCM, "aes-256-gcm", 32, 12, 16, AESGCM),
+    AEAD_CHACHA20_POLY1305: AeadSuite(
+        AEAD_CHACHA20_POLY1305, "chacha20-poly1305", 32, 12, 16, ChaCha20Poly1305
+    ),
+}
+
+# Selection priority, most preferred first. A responder picks the first bit of its priority
+# list that both sides support; configurable through ``select_common(..., priority=)``.
+HASH_PRIORITY: tuple[int, ...] = (HASH_SHA384, HASH_SHA512, HASH_SHA256)
+ASYM_PRIORITY: tuple[int, ...] = (
+    ASYM_ECDSA_P384,
+    ASYM_ECDSA_P256,
+    ASYM_ECDSA_P521,
+    ASYM_RSAPSS_3072,
+    ASYM_RSAPSS_4096,
+    ASYM_RSAPSS_2048,
+    ASYM_RSASSA_3072,
+    ASYM_RSASSA_4096,
+    ASYM_RSASSA_2048,
+)
+DHE_PRIORITY: tuple[int, ...] = (DHE_SECP384R1, DHE_SECP256R1)
+AEAD_PRIORITY: tuple[int, ...] = (AEAD_AES_256_GCM, AEAD_CHACHA20_POLY1305, AEAD_AES_128_GCM)
+
+#: Masks of everything pciauth implements, for "offer all".
+ALL_HASH = sum(HASH_ALGOS)
+ALL_ASYM = sum(ASYM_ALGOS)
+ALL_DHE = sum(DHE_GROUPS)
+ALL_AEAD = sum(AEAD_SUITES)
+
+
+class DecryptError(SpdmError):
+    """An AEAD record did not authenticate (wrong key, wrong sequence number, tampered bytes)."""
+
+
+def _entry(table: Mapping[int, Any], bit: int, kind: str) -> Any:
+    try:
+        return table[bit]
+    except (KeyError, TypeError):
+        known = ", ".join(f"{b:#x} {e.name}" for b, e in table.items())
+        raise UsageError(f"unsupported {kind} algorithm bit {bit!r} (pciauth implements {known})")
+
+
+def hash_algo(hash_bit: int) -> HashAlgo:
+    return _entry(HASH_ALGOS, hash_bit, "hash")
+
+
+def asym_algo(asym_bit: int) -> AsymAlgo:
+    return _entry(ASYM_ALGOS, asym_bit, "signature")
+
+
+def dhe_group(group_bit: int) -> DheGroup:
+    return _entry(DHE_GROUPS, group_bit, "DHE")
+
+
+def aead_suite(aead_bit: int) -> AeadSuite:
+    return _entry(AEAD_SUITES, aead_bit, "AEAD")
+
+
+# --------------------------------------------------------------------------------------------
+# Naming and selection
+# --------------------------------------------------------------------------------------------
+
+
+def _describe(table: Mapping[int, Any], bit: int) -> str:
+    entry = table.get(bit)
+    return entry.name if entry is not None else f"unknown({bit:#x})"
+
+
+def describe_hash(bit: int) -> str:
+    """The name of a BaseHashAlgo bit, e.g. ``sha384``; unknown bits as ``unknown(0x8)``."""
+    return _describe(HASH_ALGOS, bit)
+
+
+def describe_asym(bit: int) -> str:
+    return _describe(ASYM_ALGOS, bit)
+
+
+def describe_dhe(bit: int) -> str:
+    return _describe(DHE_GROUPS, bit)
+
+
+def describe_aead(bit: int) -> str:
+    return _describe(AEAD_SUITES, bit)
+
+
+def mask_bits(mask: int) -> list[int]:
+    """The set bits of a mask, lowest first."""
+    return [1 << i for i in range(max(mask, 0).bit_length()) if mask >> i & 1]
+
+
+def describe_mask(table: Mapping[int, Any], mask: int) -> list[str]:
+    """Names of every bit set in ``mask`` (unknown bits named ``unknown(0x..)``)."""
+    return [_describe(table, b) for b in mask_bits(mask)]
+
+
+def bits_from_names(table: Mapping[int, Any], names: Iterable[str]) -> int:
+    """Mask for names such as ``["sha384", "sha256"]`` (for configurable offered sets)."""
+    by_name = {e.name: b for b, e in table.items()}
+    mask = 0
+    for name in names:
+        key = name.strip().lower()
+        if key not in by_name:
+            raise UsageError(f"unknown algorithm {name!r}; known: {', '.join(sorted(by_name))}")
+        mask |= by_name[key]
+    return mask
+
+
+def select_common(ours: int, theirs: int, priority: Iterable[int]) -> int:
+    """The first bit of ``priority`` set in both masks, or 0 when there is none."""
+    common = ours & theirs
+    for bit in priority:
+        if common & bit:
+            return bit
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Hashes
+# --------------------------------------------------------------------------------------------
+
+
+def hash_size(hash_bit: int) -> int:
+    return hash_algo(hash_bit).size
+
+
+def hash_bytes(hash_bit: int, data: bytes) -> bytes:
+    """``Hash(data)`` with the negotiated BaseHashAlgo."""
+    h = hashes.Hash(hash_algo(hash_bit).algorithm())
+    h.update(bytes(data))
+    return h.finalize()
+
+
+def new_hash(hash_bit: int) -> hashes.Hash:
+    """An incremental hash context (``update``/``copy``/``finalize``) for running transcripts."""
+    return hashes.Hash(hash_algo(hash_bit).algorithm())
+
+
+# --------------------------------------------------------------------------------------------
+# Signing context (SPDM 1.2+)
+# --------------------------------------------------------------------------------------------
+
+COMBINED_PREFIX_SIZE = 100
+_PREFIX_REPEAT = 4  # "dmtf-spdm-v1.2.*" is 16 bytes, repeated four times: 64 bytes
+_CONTEXT_FIELD = COMBINED_PREFIX_SIZE - 16 * _PREFIX_REPEAT  # 36 bytes: zero pad + context
+
+# Context strings of DSP0274 1.2/1.3 ("Signature generation" table; libspdm spdm.h
+# SPDM_*_SIGN_CONTEXT).
+CONTEXT_CHALLENGE_AUTH = "responder-challenge_auth signing"
+CONTEXT_MUT_CHALLENGE_AUTH = "requester-challenge_auth signing"
+CONTEXT_MEASUREMENTS = "responder-measurements signing"
+CONTEXT_KEY_EXCHANGE_RSP = "responder-key_exchange_rsp signing"
+CONTEXT_FINISH = "requester-finish signing"
+CONTEXT_ENDPOINT_INFO = "responder-endpoint_info signing"
+
+
+def version_tuple(version: int | str | tuple[int, int]) -> tuple[int, int]:
+    """Normalise an SPDM version: byte ``0x12``, string ``"1.2"`` or tuple ``(1, 2)``."""
+    if isinstance(version, tuple):
+        major, minor = version
+    elif isinstance(version, str):
+        try:
+            major_s, minor_s = version.strip().split(".")[:2]
+            major, minor = int(major_s), int(minor_s)
+        except ValueError:
+            raise UsageError(f"bad SPDM version {version!r} (want e.g. '1.2')")
+    elif isinstance(version, int) and 0 <= version <= 0xFF:
+        major, minor = version >> 4, version & 0xF
+    else:
+        raise UsageError(f"bad SPDM version {version!r}")
+    if not (0 <= major <= 15 and 0 <= minor <= 15):
+        raise UsageError(f"bad SPDM version {version!r}")
+    return major, minor
+
+
+def uses_signing_context(version: int | str | tuple[int, int]) -> bool:
+    """True from SPDM 1.2 on: signatures cover the combined prefix and the transcript hash."""
+    return version_tuple(version) >= (1, 2)
+
+
+def combined_prefix(version: int | str | tuple[int, int], context: str | bytes) -> bytes:
+    """The 100-byte ``combined_spdm_prefix`` of DSP0274 1.2+.
+
+    "dmtf-spdm-v{major}.{minor}.*" four times (64 bytes), then zero bytes and the context
+    string so that the context ends at byte 100 (no terminating NUL).
+    """
+    major, minor = version_tuple(version)
+    ctx = context.encode("ascii") if isinstance(context, str) else bytes(context)
+    if len(ctx) > _CONTEXT_FIELD:
+        raise UsageError(f"SPDM signing context {ctx!r} longer than {_CONTEXT_FIELD} bytes")
+    prefix = f"dmtf-spdm-v{major}.{minor}.*".encode("ascii") * _PREFIX_REPEAT
+    return prefix + bytes(_CONTEXT_FIELD - len(ctx)) + ctx
+
+
+def signing_message(
+    version: int | str | tuple[int, int],
+    context: str | bytes,
+    transcript: bytes,
+    hash_bit: int,
+    *,
+    is_hash: bool = False,
+) -> bytes:
+    """What :func:`sign` / :func:`verify` take as ``message`` for an SPDM signature.
+
+    ``transcript`` is the message sequence M (L1/L2, M1/M2, TH...) or, with ``is_hash=True``,
+    already ``Hash(M)``. For 1.0/1.1 the result is M itself (a hash cannot be turned back into
+    M, so ``is_hash`` is refused there: sign/verify with ``prehashed=True`` instead). For 1.2+
+    it is ``combined_prefix(version, context) || Hash(M)``.
+    """
+    if not uses_signing_context(version):
+        if is_hash:
+            raise UsageError(
+                "SPDM 1.0/1.1 sign the transcript itself: pass M, or verify its hash with prehashed=True"
+            )
+        return bytes(transcript)
+    digest = bytes(transcript) if is_hash else hash_bytes(hash_bit, transcript)
+    if len(digest) != hash_size(hash_bit):
+        raise UsageError(
+            f"transcript hash is {len(digest)} bytes, {describe_hash(hash_bit)} needs {hash_size(hash_bit)}"
+        )
+    return combined_prefix(version, context) + digest
+
+
+# --------------------------------------------------------------------------------------------
+# Signatures
+# --------------------------------------------------------------------------------------------
+
+
+def _hash_arg(hash_bit: int, prehashed: bool) -> Any:
+    algo = hash_algo(hash_bit).algorithm()
+    return utils.Prehashed(algo) if prehashed else algo
+
+
+def _rsa_padding(algo: AsymAlgo, hash_bit: int) -> padding.AsymmetricPadding:
+    if algo.scheme == "rsapss":
+        # DSP0274: RSASSA-PSS with MGF1 over the negotiated hash, salt length = hash length.
+        mgf = padding.MGF1(hash_algo(hash_bit).algorithm())
+        return padding.PSS(mgf=mgf, salt_length=hash_size(hash_bit))
+    return padding.PKCS1v15()
+
+
+def _key_matches(algo: AsymAlgo, key: Any) -> str | None:
+    """None when ``key`` (public or private) fits ``algo``; else why not."""
+    if algo.scheme == "ecdsa":
+        if not isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+            return f"{algo.name} needs an EC key, got {type(key).__name__}"
+        if not isinstance(key.curve, algo.curve_cls):
+            return f"{algo.name} needs curve {algo.curve_cls.name}, key is on {key.curve.name}"
+        return None
+    if not isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return f"{algo.name} needs an RSA key, got {type(key).__name__}"
+    if key.key_size != algo.key_bits:
+        return f"{algo.name} needs a {algo.key_bits}-bit RSA key, key has {key.key_size} bits"
+    return None
+
+
+def signature_size(asym_bit: int) -> int:
+    """Wire size of a signature in bytes (RSA: modulus size; ECDSA: 2 x coordinate size)."""
+    return asym_algo(asym_bit).signature_size
+
+
+def asym_bits_for_key(key: Any) -> int:
+    """Mask of every BaseAsymAlgo bit the key (private or public) can serve."""
+    return sum(bit for bit, algo in ASYM_ALGOS.items() if _key_matches(algo, key) is None)
+
+
+def asym_bit_for_key(key: Any, *, pss: bool = False) -> int:
+    """The BaseAsymAlgo bit of a key: ECDSA by curve, RSA by size (RSASSA, or RSAPSS if ``pss``).
+
+    Raises :class:`UsageError` for a key type or size SPDM has no bit for.
+    """
+    for bit in mask_bits(asym_bits_for_key(key)):
+        scheme = ASYM_ALGOS[bit].scheme
+        if scheme == "ecdsa" or scheme == ("rsapss" if pss else "rsassa"):
+            return bit
+    size = getattr(key, "key_size", "?")
+    raise UsageError(f"no SPDM signature algorithm for a {type(key).__name__} of {size} bits")
+
+
+def sign(asym_bit: int, hash_bit: int, private_key: Any, message: bytes, *, prehashed: bool = False) -> bytes:
+    """Sign ``message`` (hashed with ``hash_bit`` unless ``prehashed``) in SPDM wire format."""
+    algo = asym_algo(asym_bit)
+    problem = _key_matches(algo, private_key)
+    if problem or not hasattr(private_key, "sign"):
+        raise UsageError(f"cannot sign: {problem or 'not a private key'}")
+    hash_arg = _hash_arg(hash_bit, prehashed)
+    if algo.scheme == "ecdsa":
+        der = private_key.sign(bytes(message), ec.ECDSA(hash_arg))
+        r, s = utils.decode_dss_signature(der)
+        return r.to_bytes(algo.coord_size, "big") + s.to_bytes(algo.coord_size, "big")
+    return private_key.sign(bytes(message), _rsa_padding(algo, hash_bit), hash_arg)
+
+
+def ecdsa_raw_to_der(asym_bit: int, signature: bytes) -> bytes:
+    """Convert a raw ``r || s`` SPDM signature to DER (what ``openssl dgst -verify`` reads)."""
+    algo = asym_algo(asym_bit)
+    if algo.scheme != "ecdsa":
+        raise UsageError(f"{algo.name} is not ECDSA")
+    if len(signature) != algo.signature_size:
+        raise SignatureError(
+            f"{algo.name} signature is {len(signature)} bytes, expected {algo.signature_size}"
+        )
+    n = algo.coord_size
+    return utils.encode_dss_signature(
+        int.from_bytes(signature[:n], "big"), int.from_bytes(signature[n:], "big")
+    )
+
+
+def verify(
+    asym_bit: int,
+    hash_bit: int,
+    public_key: Any,
+    signature: bytes,
+    message: bytes,
+    *,
+    prehashed: bool = False,
+) -> None:
+    """Check an SPDM-format signature; raise :class:`SignatureError` saying why it fails."""
+    algo = asym_algo(asym_bit)
+    hash_name = describe_hash(hash_bit)
+    hash_arg = _hash_arg(hash_bit, prehashed)
+    if isinstance(public_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        public_key = public_key.public_key()
+    problem = _key_matches(algo, public_key)
+    if problem:
+        raise SignatureError(f"signature key does not fit the negotiated algorithm: {problem}")
+    signature = bytes(signature)
+    if len(signature) != algo.signature_size:
+        raise SignatureError(
+            f"{algo.name} signature is {len(signature)} bytes, expected {algo.signature_size}"
+        )
+    try:
+        if algo.scheme == "ecdsa":
+            n = algo.coord_size
+            r = int.from_bytes(signature[:n], "big")
+            s = int.from_bytes(signature[n:], "big")
+            if r == 0 or s == 0:
+                raise SignatureError(f"{algo.name} signature has a zero {'r' if r == 0 else 's'}")
+            der = utils.encode_dss_signature(r, s)
+            public_key.verify(der, bytes(message), ec.ECDSA(hash_arg))
+        else:
+            public_key.verify(signature, bytes(message), _rsa_padding(algo, hash_bit), hash_arg)
+    except InvalidSignature:
+        raise SignatureError(f"{algo.name}/{hash_name} signature does not verify with the given public key")
+    except ValueError as exc:  # e.g. a prehashed digest of the wrong size
+        raise SignatureError(f"{algo.name}/{hash_name} signature check failed: {exc}")
+
+
+# --------------------------------------------------------------------------------------------
+# DHE
+# --------------------------------------------------------------------------------------------
+
+
+def dhe_generate(group_bit: int) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    """A fresh ephemeral key pair: ``(private_key, X || Y)``."""
+    group = dhe_group(group_bit)
+    private = ec.generate_private_key(group.curve_cls())
+    return private, dhe_public_bytes(group_bit, private.public_key())
+
+
+def dhe_public_bytes(group_bit: int, public_key: ec.EllipticCurvePublicKey) -> bytes:
+    """Raw ``X || Y`` of a public key, each coordinate padded to the group's size."""
+    group = dhe_group(group_bit)
+    nums = public_key.public_numbers()
+    return nums.x.to_bytes(group.coord_size, "big") + nums.y.to_bytes(group.coord_size, "big")
+
+
+def dhe_load_public(group_bit: int, data: bytes, *, field: str = "ExchangeData") -> ec.EllipticCurvePublicKey:
+    """Parse a peer's ``X || Y``; :class:`MalformedData` when the size is wrong or off the curve."""
+    group = dhe_group(group_bit)
+    data = bytes(data)
+    if len(data) != group.public_size:
+        raise MalformedData(
+            f"{field}: {group.name} public key is {len(data)} bytes, expected {group.public_size} (X||Y)",
+            field=field,
+        )
+    try:
+        # from_encoded_point checks the coordinates are below p and that the point is on the curve.
+        return ec.EllipticCurvePublicKey.from_encoded_point(group.curve_cls(), b"\x04" + data)
+    except ValueError:
+        raise MalformedData(f"{field}: not a point on {group.name}", field=field)
+
+
+def dhe_shared(
+    group_bit: int,
+    private: ec.EllipticCurvePrivateKey,
+    peer_public_bytes: bytes,
+    *,
+    field: str = "ExchangeData",
+) -> bytes:
+    """The ECDHE shared secret (X coordinate, padded) with the peer's raw public key."""
+    group = dhe_group(group_bit)
+    if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(private.curve, group.curve_cls):
+        raise UsageError(f"DHE private key is not a {group.name} key")
+    peer = dhe_load_public(group_bit, peer_public_bytes, field=field)
+    try:
+        return private.exchange(ec.ECDH(), peer)
+    except ValueError:
+        raise MalformedData(f"{field}: {group.name} public key gives no shared secret", field=field)
+
+
+# --------------------------------------------------------------------------------------------
+# AEAD
+# --------------------------------------------------------------------------------------------
+
+
+def _aead(aead_bit: int, key: bytes, iv: bytes) -> tuple[AeadSuite, Any]:
+    suite = aead_suite(aead_bit)
+    if len(key) != suite.key_size:
+        raise UsageError(f"{suite.name} key is {len(key)} bytes, expected {suite.key_size}")
+    if len(iv) != suite.iv_size:
+        raise UsageError(f"{suite.name} IV is {len(iv)} bytes, expected {suite.iv_size}")
+    return suite, suite.cipher_cls(bytes(key))
+
+
+def aead_encrypt(aead_bit: int, key: bytes, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    """Encrypt; returns ``ciphertext || tag`` (tag of ``AEAD_SUITES[bit].tag_size`` bytes)."""
+    _suite, cipher = _aead(aead_bit, key, iv)
+    return cipher.encrypt(bytes(iv), bytes(plaintext), bytes(aad))
+
+
+def aead_decrypt(aead_bit: int, key: bytes, iv: bytes, aad: bytes, ciphertext_and_tag: bytes) -> bytes:
+    """Decrypt ``ciphertext || tag``; :class:`DecryptError` when the tag does not authenticate."""
+    suite, cipher = _aead(aead_bit, key, iv)
+    if len(ciphertext_and_tag) < suite.tag_size:
+        raise MalformedData(
+            f"{suite.name} record is {len(ciphertext_and_tag)} bytes, shorter than its {suite.tag_size}-byte MAC",
+            field="MAC",
+        )
+    try:
+        return cipher.decrypt(bytes(iv), bytes(ciphertext_and_tag), bytes(aad))
+    except InvalidTag:
+        raise DecryptError(
+            f"{suite.name} MAC does not authenticate the record (wrong key, sequence number or tampered data)"
+        )
