@@ -1,0 +1,106 @@
+"""DMTF measurement blocks (DSP0274 "Measurement block" and "DMTF measurement specification format").
+
+A measurement record is a sequence of blocks::
+
+    Index u8 | MeasurementSpecification u8 | MeasurementSize u16 | Measurement
+    Measurement (DMTF) = DMTFSpecMeasurementValueType u8 | DMTFSpecMeasurementValueSize u16 | Value
+
+The value type's bit 7 says raw bit stream (1) or digest (0); bits 6:0 say what was measured
+(ROM, firmware, configuration, ...).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from pciauth.spdm import constants as C
+from pciauth.spdm.messages_base import Reader, SpdmMalformed
+
+
+@dataclass(frozen=True)
+class MeasurementBlock:
+    index: int
+    spec: int  # MeasurementSpecification bits (DMTF = 1)
+    value_type: int  # DMTFSpecMeasurementValueType, bit 7 raw
+    value: bytes
+    raw: bytes = b""  # the whole block as it travelled
+
+    @property
+    def is_raw(self) -> bool:
+        return bool(self.value_type & C.DMTF_RAW_BIT)
+
+    @property
+    def type_name(self) -> str:
+        return C.measurement_type_name(self.value_type)
+
+    def encode(self) -> bytes:
+        dmtf = struct.pack("<BH", self.value_type, len(self.value)) + self.value
+        return struct.pack("<BBH", self.index, self.spec, len(dmtf)) + dmtf
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "spec": "dmtf" if self.spec == C.MEAS_SPEC_DMTF else f"0x{self.spec:02x}",
+            "type": self.type_name,
+            "type_value": self.value_type & 0x7F,
+            "representation": "raw" if self.is_raw else "digest",
+            "value": self.value.hex(),
+            "raw": (self.raw or self.encode()).hex(),
+        }
+
+
+def make_block(index: int, mtype: int, value: bytes, *, raw: bool) -> MeasurementBlock:
+    vt = (mtype & 0x7F) | (C.DMTF_RAW_BIT if raw else 0)
+    b = MeasurementBlock(index, C.MEAS_SPEC_DMTF, vt, bytes(value))
+    return MeasurementBlock(b.index, b.spec, b.value_type, b.value, b.encode())
+
+
+def parse_record(record: bytes, count: int) -> list[MeasurementBlock]:
+    """Parse ``count`` blocks that must fill ``record`` exactly."""
+    r = Reader(record, "MeasurementRecord")
+    blocks: list[MeasurementBlock] = []
+    seen: set[int] = set()
+    for i in range(count):
+        begin = r.pos
+        index = r.u8(f"block[{i}].Index")
+        spec = r.u8(f"block[{i}].MeasurementSpecification")
+        size = r.u16(f"block[{i}].MeasurementSize")
+        body = r.take(size, f"block[{i}].Measurement (MeasurementSize {size})")
+        if index in (0, 0xFF):
+            raise SpdmMalformed(f"measurement block {i} has reserved index {index}", field=f"block[{i}].Index")
+        if index in seen:
+            raise SpdmMalformed(f"measurement index {index} repeated", field=f"block[{i}].Index")
+        seen.add(index)
+        if spec != C.MEAS_SPEC_DMTF:
+            raise SpdmMalformed(f"measurement block {index}: specification 0x{spec:02x} is not DMTF",
+                                field=f"block[{i}].MeasurementSpecification")
+        br = Reader(body, f"measurement block {index}")
+        vtype = br.u8("DMTFSpecMeasurementValueType")
+        vsize = br.u16("DMTFSpecMeasurementValueSize")
+        value = br.take(vsize, f"DMTFSpecMeasurementValue (ValueSize {vsize})")
+        if br.rest():
+            raise SpdmMalformed(f"measurement block {index}: MeasurementSize {size} disagrees with "
+                                f"ValueSize {vsize}", field=f"block[{i}].MeasurementSize")
+        blocks.append(MeasurementBlock(index, spec, vtype, value, r.data[begin : r.pos]))
+    if r.rest():
+        raise SpdmMalformed(f"MeasurementRecord: {r.rest()} byte(s) beyond NumberOfBlocks={count}",
+                            field="MeasurementRecordLength")
+    return blocks
+
+
+def summary_input(blocks: list[MeasurementBlock], summary_type: int) -> bytes:
+    """Bytes hashed into a measurement summary hash (CHALLENGE_AUTH, KEY_EXCHANGE_RSP).
+
+    ``all`` concatenates every block; ``tcb`` those of the device's TCB, which pciauth's
+    responder defines as every block that is not informational or a manifest.
+    """
+    picked = blocks if summary_type == C.MEAS_SUMMARY_ALL else [
+        b for b in blocks if (b.value_type & 0x7F) in _TCB_TYPES]
+    return b"".join(b.raw or b.encode() for b in picked)
+
+
+_TCB_TYPES = {
+    C.MeasurementType.IMMUTABLE_ROM, C.MeasurementType.MUTABLE_FIRMWARE, C.MeasurementType.HARDWARE_CONFIG,
+    C.MeasurementType.FIRMWARE_CONFIG, C.MeasurementType.FIRMWARE_VERSION, C.MeasurementType.FIRMWARE_SVN,
+}

@@ -1,0 +1,248 @@
+"""SPDM authentication messages: DIGESTS, CERTIFICATE, CHALLENGE(_AUTH), (GET_)MEASUREMENTS.
+
+Layouts follow DSP0274 for each version (1.3 adds the 8-byte RequesterContext to CHALLENGE and
+GET_MEASUREMENTS, echoed by the responses after the opaque data). Response parsers take the sizes
+the negotiation fixed (hash size, signature size) because the messages do not carry them.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from pciauth.spdm import constants as C
+from pciauth.spdm.messages_base import Header, SpdmMalformed, start
+
+_U16 = struct.Struct("<H")
+
+
+def _opaque(r, what: str) -> bytes:
+    n = r.u16("OpaqueDataLength")
+    if n > C.MAX_OPAQUE_SIZE:
+        raise SpdmMalformed(f"{what}: OpaqueDataLength {n} exceeds {C.MAX_OPAQUE_SIZE}",
+                            field="OpaqueDataLength")
+    return r.take(n, "OpaqueData")
+
+
+# --- GET_DIGESTS / DIGESTS ----------------------------------------------------------------------
+@dataclass
+class GetDigests:
+    version: int
+    raw: bytes = b""
+
+    def encode(self) -> bytes:
+        return Header(self.version, C.Code.GET_DIGESTS).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> GetDigests:
+        r, h = start(data, C.Code.GET_DIGESTS, "GET_DIGESTS")
+        return cls(h.version, r.end())
+
+
+@dataclass
+class Digests:
+    version: int
+    slot_mask: int
+    digests: dict[int, bytes]
+    supported_mask: int = 0  # 1.3 Param1
+    raw: bytes = b""
+
+    def encode(self) -> bytes:
+        out = Header(self.version, C.Code.DIGESTS, self.supported_mask, self.slot_mask).encode()
+        return out + b"".join(self.digests[s] for s in sorted(self.digests))
+
+    @classmethod
+    def parse(cls, data: bytes, hash_size: int) -> Digests:
+        r, h = start(data, C.Code.DIGESTS, "DIGESTS")
+        if h.param2 == 0:
+            raise SpdmMalformed("DIGESTS: no slot is provisioned (slot mask 0)", field="Param2")
+        digests = {s: r.take(hash_size, f"Digest[{s}]") for s in range(8) if h.param2 >> s & 1}
+        return cls(h.version, h.param2, digests, h.param1 if h.version >= C.V13 else 0, r.end())
+
+
+# --- GET_CERTIFICATE / CERTIFICATE ---------------------------------------------------------------
+@dataclass
+class GetCertificate:
+    version: int
+    slot: int
+    offset: int
+    length: int
+    raw: bytes = b""
+
+    def encode(self) -> bytes:
+        return Header(self.version, C.Code.GET_CERTIFICATE, self.slot).encode() + _U16.pack(
+            self.offset) + _U16.pack(self.length)
+
+    @classmethod
+    def parse(cls, data: bytes) -> GetCertificate:
+        r, h = start(data, C.Code.GET_CERTIFICATE, "GET_CERTIFICATE")
+        off, ln = r.u16("Offset"), r.u16("Length")
+        return cls(h.version, h.param1 & 0x0F, off, ln, r.end())
+
+
+@dataclass
+class Certificate:
+    version: int
+    slot: int
+    portion: bytes
+    remainder: int
+    param2: int = 0
+    raw: bytes = b""
+
+    def encode(self) -> bytes:
+        return (Header(self.version, C.Code.CERTIFICATE, self.slot, self.param2).encode()
+                + _U16.pack(len(self.portion)) + _U16.pack(self.remainder) + self.portion)
+
+    @classmethod
+    def parse(cls, data: bytes) -> Certificate:
+        r, h = start(data, C.Code.CERTIFICATE, "CERTIFICATE")
+        portion_len = r.u16("PortionLength")
+        remainder = r.u16("RemainderLength")
+        portion = r.take(portion_len, "CertChain (PortionLength)")
+        return cls(h.version, h.param1 & 0x0F, portion, remainder, h.param2, r.end())
+
+
+# --- CHALLENGE / CHALLENGE_AUTH ---------------------------------------------------------------------
+@dataclass
+class Challenge:
+    version: int
+    slot: int
+    summary_type: int
+    nonce: bytes
+    requester_context: bytes = b""
+    raw: bytes = b""
+
+    def encode(self) -> bytes:
+        out = Header(self.version, C.Code.CHALLENGE, self.slot, self.summary_type).encode() + self.nonce
+        if self.version >= C.V13:
+            out += self.requester_context
+        return out
+
+    @classmethod
+    def parse(cls, data: bytes) -> Challenge:
+        r, h = start(data, C.Code.CHALLENGE, "CHALLENGE")
+        nonce = r.take(C.NONCE_SIZE, "Nonce")
+        ctx = r.take(C.REQUESTER_CONTEXT_SIZE, "RequesterContext") if h.version >= C.V13 else b""
+        return cls(h.version, h.param1, h.param2, nonce, ctx, r.end())
+
+
+@dataclass
+class ChallengeAuth:
+    version: int
+    slot: int  # Param1 bits 3:0
+    slot_mask: int  # Param2
+    cert_chain_hash: bytes
+    nonce: bytes
+    measurement_summary_hash: bytes
+    opaque: bytes
+    signature: bytes
+    requester_context: bytes = b""
+    attributes: int = 0  # Param1 bits 7:4
+    raw: bytes = b""
+
+    def encode(self) -> bytes:
+        p1 = (self.slot & 0x0F) | (self.attributes & 0xF0)
+        out = Header(self.version, C.Code.CHALLENGE_AUTH, p1, self.slot_mask).encode()
+        out += self.cert_chain_hash + self.nonce + self.measurement_summary_hash
+        out += _U16.pack(len(self.opaque)) + self.opaque
+        if self.version >= C.V13:
+            out += self.requester_context
+        return out + self.signature
+
+    @property
+    def signed_part(self) -> bytes:
+        """The message without its signature: what the M1/M2 transcript holds."""
+        return self.raw[: len(self.raw) - len(self.signature)]
+
+    @classmethod
+    def parse(cls, data: bytes, *, hash_size: int, sig_size: int, summary: bool) -> ChallengeAuth:
+        r, h = start(data, C.Code.CHALLENGE_AUTH, "CHALLENGE_AUTH")
+        chain_hash = r.take(hash_size, "CertChainHash")
+        nonce = r.take(C.NONCE_SIZE, "Nonce")
+        msh = r.take(hash_size, "MeasurementSummaryHash") if summary else b""
+        opaque = _opaque(r, "CHALLENGE_AUTH")
+        ctx = r.take(C.REQUESTER_CONTEXT_SIZE, "RequesterContext") if h.version >= C.V13 else b""
+        sig = r.take(sig_size, "Signature")
+        return cls(h.version, h.param1 & 0x0F, h.param2, chain_hash, nonce, msh, opaque, sig, ctx,
+                   h.param1 & 0xF0, r.end())
+
+
+# --- GET_MEASUREMENTS / MEASUREMENTS -----------------------------------------------------------------
+@dataclass
+class GetMeasurements:
+    version: int
+    attributes: int
+    operation: int
+    nonce: bytes = b""
+    slot: int = 0
+    requester_context: bytes = b""
+    raw: bytes = b""
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.attributes & C.MEAS_ATTR_SIGNATURE)
+
+    def encode(self) -> bytes:
+        out = Header(self.version, C.Code.GET_MEASUREMENTS, self.attributes, self.operation).encode()
+        if self.signed:
+            out += self.nonce
+            if self.version >= C.V11:
+                out += bytes((self.slot,))
+        if self.version >= C.V13:
+            out += self.requester_context
+        return out
+
+    @classmethod
+    def parse(cls, data: bytes) -> GetMeasurements:
+        r, h = start(data, C.Code.GET_MEASUREMENTS, "GET_MEASUREMENTS")
+        m = cls(h.version, h.param1, h.param2)
+        if m.signed:
+            m.nonce = r.take(C.NONCE_SIZE, "Nonce")
+            if h.version >= C.V11:
+                m.slot = r.u8("SlotIDParam")
+        if h.version >= C.V13:
+            m.requester_context = r.take(C.REQUESTER_CONTEXT_SIZE, "RequesterContext")
+        m.raw = r.end()
+        return m
+
+
+@dataclass
+class Measurements:
+    version: int
+    param1: int  # the total number of indices for operation 0
+    param2: int  # slot id (bits 3:0) and, 1.2+, content changed (bits 5:4)
+    number_of_blocks: int
+    record: bytes
+    nonce: bytes
+    opaque: bytes
+    signature: bytes = b""
+    requester_context: bytes = b""
+    raw: bytes = b""
+
+    def encode(self) -> bytes:
+        out = Header(self.version, C.Code.MEASUREMENTS, self.param1, self.param2).encode()
+        out += bytes((self.number_of_blocks,)) + len(self.record).to_bytes(3, "little") + self.record
+        out += self.nonce + _U16.pack(len(self.opaque)) + self.opaque
+        if self.version >= C.V13:
+            out += self.requester_context
+        return out + self.signature
+
+    @property
+    def signed_part(self) -> bytes:
+        return self.raw[: len(self.raw) - len(self.signature)]
+
+    @classmethod
+    def parse(cls, data: bytes, *, sig_size: int) -> Measurements:
+        """``sig_size`` is 0 for an unsigned response."""
+        r, h = start(data, C.Code.MEASUREMENTS, "MEASUREMENTS")
+        nblocks = r.u8("NumberOfBlocks")
+        rec_len = r.u24("MeasurementRecordLength")
+        if rec_len > C.MAX_MEASUREMENT_RECORD:
+            raise SpdmMalformed(f"MEASUREMENTS: MeasurementRecordLength {rec_len} over the "
+                                f"{C.MAX_MEASUREMENT_RECORD}-byte limit", field="MeasurementRecordLength")
+        record = r.take(rec_len, "MeasurementRecord (MeasurementRecordLength)")
+        nonce = r.take(C.NONCE_SIZE, "Nonce")
+        opaque = _opaque(r, "MEASUREMENTS")
+        ctx = r.take(C.REQUESTER_CONTEXT_SIZE, "RequesterContext") if h.version >= C.V13 else b""
+        sig = r.take(sig_size, "Signature") if sig_size else b""
+        return cls(h.version, h.param1, h.param2, nblocks, record, nonce, opaque, sig, ctx, r.end())

@@ -1,0 +1,102 @@
+"""Shared pieces of the SPDM codec: the bounds-checked reader, the header, the error class."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from pciauth.errors import MalformedData
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+class SpdmMalformed(MalformedData):
+    """An SPDM message breaks DSP0274's layout; ``field`` names the culprit."""
+
+
+class Reader:
+    """Bounds-checked little-endian reader over one message."""
+
+    __slots__ = ("data", "pos", "what")
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data = bytes(data)
+        self.pos = 0
+        self.what = what
+
+    def need(self, n: int, fld: str) -> None:
+        if n < 0 or self.pos + n > len(self.data):
+            raise SpdmMalformed(
+                f"{self.what}: truncated at {fld} (needs {n} bytes at offset {self.pos}, "
+                f"message has {len(self.data)})",
+                field=fld,
+            )
+
+    def take(self, n: int, fld: str) -> bytes:
+        self.need(n, fld)
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self, fld: str) -> int:
+        self.need(1, fld)
+        v = self.data[self.pos]
+        self.pos += 1
+        return v
+
+    def u16(self, fld: str) -> int:
+        self.need(2, fld)
+        v = _U16.unpack_from(self.data, self.pos)[0]
+        self.pos += 2
+        return v
+
+    def u24(self, fld: str) -> int:
+        return int.from_bytes(self.take(3, fld), "little")
+
+    def u32(self, fld: str) -> int:
+        self.need(4, fld)
+        v = _U32.unpack_from(self.data, self.pos)[0]
+        self.pos += 4
+        return v
+
+    def rest(self) -> int:
+        return len(self.data) - self.pos
+
+    def end(self) -> bytes:
+        """Finish: allow up to 3 zero padding bytes; return the exact message bytes."""
+        extra = self.data[self.pos :]
+        if len(extra) > 3 or any(extra):
+            raise SpdmMalformed(
+                f"{self.what}: {len(extra)} unexpected trailing byte(s) after offset {self.pos}",
+                field="length",
+            )
+        return self.data[: self.pos]
+
+
+@dataclass
+class Header:
+    version: int
+    code: int
+    param1: int = 0
+    param2: int = 0
+
+    def encode(self) -> bytes:
+        return bytes((self.version, self.code, self.param1 & 0xFF, self.param2 & 0xFF))
+
+
+def parse_header(data: bytes) -> Header:
+    """The 4-byte header of any SPDM message."""
+    if len(data) < 4:
+        raise SpdmMalformed(f"SPDM message of {len(data)} bytes is shorter than its 4-byte header",
+                            field="header")
+    return Header(data[0], data[1], data[2], data[3])
+
+
+def start(data: bytes, code: int, what: str) -> tuple[Reader, Header]:
+    r = Reader(data, what)
+    r.need(4, "header")
+    h = Header(r.u8("SPDMVersion"), r.u8("RequestResponseCode"), r.u8("Param1"), r.u8("Param2"))
+    if h.code != code:
+        raise SpdmMalformed(f"{what}: code 0x{h.code:02x} is not 0x{code:02x}", field="RequestResponseCode")
+    return r, h
