@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except BaseException as e:  # noqa: BLE001 - the one place errors become exit codes
+    except BaseException as e:
         return _report_error(e, args)
 
 

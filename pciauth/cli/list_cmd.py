@@ -1,0 +1,55 @@
+"""``pciauth list``: one line per PCI function, lspci-style selection."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "list PCI devices with ids, driver, IOMMU group and DOE protocols"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", dest="slot", metavar="[[[DOMAIN]:]BUS]:][SLOT][.[FUNC]]", help="select by address, as lspci -s")
+    p.add_argument("-d", dest="ids", metavar="[VENDOR]:[DEVICE][:CLASS]", help="select by ids, as lspci -d")
+    p.add_argument("--doe", action="store_true", help="only devices with a DOE mailbox")
+
+
+def _doe_column(dev) -> str:
+    protocols = dev.doe_protocols()
+    if protocols:
+        return ",".join(protocols)
+    boxes = dev.doe_mailboxes
+    if boxes:
+        return ",".join(f"doe@0x{m.offset:03x}" for m in boxes)
+    return "-"
+
+
+def run(args: argparse.Namespace) -> int:
+    from pciauth.cli.output import print_json, print_table
+    from pciauth.pci.select import list_devices
+
+    devices = list_devices(slot=args.slot, ids=args.ids)
+    if args.doe:
+        devices = [d for d in devices if d.doe_mailboxes or d.doe_features]
+    if args.json:
+        print_json({"ok": True, "devices": [d.to_dict() for d in devices]})
+        return 0
+    rows = []
+    notes = set()
+    for d in devices:
+        group = "-" if d.iommu_group is None else str(d.iommu_group)
+        rows.append(
+            [
+                d.name,
+                f"{d.vendor or 0:04x}:{d.device or 0:04x}",
+                f"{(d.class_code or 0):06x}",
+                d.driver or "-",
+                group,
+                _doe_column(d),
+            ]
+        )
+        if d.config_note and "root" in d.config_note:
+            notes.add(d.config_note)
+    print_table(rows, ["ADDRESS", "ID", "CLASS", "DRIVER", "GROUP", "DOE"])
+    for note in sorted(notes):
+        print(f"note: {note}")
+    return 0
