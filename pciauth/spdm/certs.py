@@ -38,6 +38,7 @@ from pciauth.errors import (
     PermissionDeniedError,
     UsageError,
 )
+from pciauth.pci.device import DeviceIdentity
 from pciauth.spdm.algorithms import hash_bytes, hash_size
 from pciauth.spdm.cert_checks import (
     CMA_OID,
@@ -75,20 +76,6 @@ __all__ = [
     "split_der_certificates",
     "verify_chain",
 ]
-
-try:  # the PCI model owns DeviceIdentity; a local twin keeps this module usable without it
-    from pciauth.pci.device import DeviceIdentity
-except ImportError:  # pragma: no cover - only until pciauth.pci.device lands
-
-    @dataclasses.dataclass(frozen=True)
-    class DeviceIdentity:  # type: ignore[no-redef]
-        vendor: int
-        device: int
-        class_code: int
-        revision: int
-        subsystem_vendor: int | None = None
-        subsystem_device: int | None = None
-        serial: int | None = None
 
 
 CHAIN_HEADER_SIZE = 4
