@@ -204,3 +204,19 @@ class IommuBackend(abc.ABC):
             if iova <= m.last and m.iova <= last:
                 return m
         return None
+
+
+def choose_iova(ranges: list[IovaRange], taken: list[Mapping], length: int, align: int) -> int | None:
+    """The lowest ``align``-aligned IOVA in ``ranges`` where ``length`` bytes fit between ``taken``."""
+    busy = sorted((m.iova, m.last) for m in taken)
+    for start, last in sorted(ranges):
+        candidate = -(-start // align) * align
+        for b_start, b_last in busy:
+            if b_last < candidate:
+                continue
+            if b_start > candidate + length - 1:
+                break
+            candidate = -(-(b_last + 1) // align) * align
+        if candidate + length - 1 <= last:
+            return candidate
+    return None
