@@ -90,6 +90,7 @@ KNOBS: dict[str, Any] = {
     "fault_count": int,
     "fault_after": int,
     "adversary": str,
+    "firmware": str,
 }
 
 BAR0_SIZE = 1 << 20
@@ -110,8 +111,9 @@ class EmulatedDevice:
     """One emulated PCI function with DOE mailboxes backed by an SPDM responder.
 
     ``cma_handler(payload, secured)`` replaces the SPDM responder (tests of the DOE layer use an
-    echo). ``responder_config`` replaces the responder's configuration; ``adversary`` is passed
-    to it (a row of the responder's adversarial table).
+    echo). ``responder_config`` replaces the responder's configuration; ``adversary`` names rows
+    of the responder's adversarial table (``+`` between several); ``firmware`` changes the
+    firmware version the measurements report (indices 2 and 5), as a firmware update would.
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class EmulatedDevice:
         fault_count: int = 1,
         fault_after: int = 0,
         adversary: str | None = None,
+        firmware: str | None = None,
         cma_handler: Any = None,
         responder_config: Any = None,
         **overrides: Any,
@@ -138,6 +141,7 @@ class EmulatedDevice:
         self.profile = replace(PROFILES[index], **overrides)
         self.faults = FaultPlan(fault, fault_count, fault_after)
         self.adversary = adversary
+        self.firmware = firmware
         self._cma_handler = cma_handler
         self._responder_config = responder_config
         self._responder: Any = None
@@ -319,6 +323,7 @@ class EmulatedDevice:
             "algorithm": p.algorithm,
             "fault": self.faults.fault,
             "adversary": self.adversary,
+            "firmware": self.firmware,
         }
 
     def close(self) -> None:
