@@ -33,8 +33,10 @@ class Kernel(Protocol):
         ...
 
     def mmap(self, fd: int, length: int, offset: int, *, writable: bool) -> Any:
-        """A mapping that supports the buffer protocol and ``close()``."""
+        """A mapping that supports the buffer protocol; release it with :meth:`munmap`."""
         ...
+
+    def munmap(self, mapping: Any) -> None: ...
 
     def pread(self, fd: int, length: int, offset: int) -> bytes: ...
 
@@ -70,6 +72,9 @@ class RealKernel:
     def mmap(self, fd: int, length: int, offset: int, *, writable: bool) -> Any:
         prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
         return _mmap.mmap(fd, length, flags=_mmap.MAP_SHARED, prot=prot, offset=offset)
+
+    def munmap(self, mapping: Any) -> None:
+        mapping.close()
 
     def pread(self, fd: int, length: int, offset: int) -> bytes:
         return os.pread(fd, length, offset)
@@ -121,6 +126,10 @@ def ioctl(fd: int, request: int, arg: Any = 0) -> int:
 
 def mmap(fd: int, length: int, offset: int, *, writable: bool = True) -> Any:
     return _kernel.mmap(fd, length, offset, writable=writable)
+
+
+def munmap(mapping: Any) -> None:
+    _kernel.munmap(mapping)
 
 
 def pread(fd: int, length: int, offset: int) -> bytes:
