@@ -159,17 +159,14 @@ class RecordCipher:
         """Protect one SPDM message as a secured message (``padding``: RandomData, none on DOE)."""
         if not 0 <= session_id <= 0xFFFFFFFF:
             raise UsageError(f"session id {session_id!r} does not fit 32 bits")
-        app_message = bytes(app_message)
+        app_message, padding = bytes(app_message), bytes(padding)
         tag = self.suite.tag_size
-        if self.fmt.encrypt:
-            plaintext = len(app_message).to_bytes(2, "little") + app_message + bytes(padding)
-            body_size = len(plaintext)
-        else:
-            if padding:
-                raise UsageError("a MAC-only record has no RandomData")
-            body_size = len(app_message)
-        if len(app_message) > 0xFFFF or body_size + tag > 0xFFFF:
+        if not self.fmt.encrypt and padding:
+            raise UsageError("a MAC-only record has no RandomData")
+        body_size = len(app_message) + (APP_LENGTH_SIZE + len(padding) if self.fmt.encrypt else 0)
+        if body_size + tag > 0xFFFF:
             raise UsageError(f"SPDM message of {len(app_message)} bytes does not fit one secured message")
+        plaintext = len(app_message).to_bytes(2, "little") + app_message + padding
         seq = self._next_sequence()
         header = self._header(session_id, seq, body_size + tag)
         iv = self.iv_for(seq)
