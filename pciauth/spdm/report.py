@@ -1,0 +1,184 @@
+"""The result of an SPDM authentication: what was negotiated, checked, measured and signed.
+
+:class:`AuthReport` is what ``Requester.authenticate()`` returns and what ``pciauth auth --json``
+prints (``to_dict()``; field names are stable and documented in docs/spdm.md). The signature
+log (:class:`SignatureRecord`) holds everything a remote verifier needs to re-check each
+signature with the openssl command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pciauth.errors import DeviceError, ExitCode, PciauthError, VerificationError
+
+
+@dataclass
+class CheckResult:
+    """One verdict: ``ok`` and why; ``skipped`` when the check did not apply."""
+
+    name: str
+    ok: bool
+    reason: str
+    skipped: bool = False
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ok": self.ok, "reason": self.reason, "skipped": self.skipped}
+
+
+@dataclass
+class SignatureRecord:
+    """One verified (or rejected) signature, re-checkable offline.
+
+    ``signed_message`` is exactly what the signature algorithm hashes and signs: the transcript
+    itself for SPDM 1.0/1.1, ``combined_prefix || Hash(transcript)`` from 1.2 on.
+    """
+
+    what: str  # "challenge_auth", "measurements", "key_exchange_rsp"
+    version: str
+    slot: int
+    asym_algorithm: str
+    hash_algorithm: str
+    signature: bytes
+    transcript: bytes
+    transcript_hash: bytes
+    combined_prefix: bytes
+    context: str
+    signed_message: bytes
+    requester_nonce: bytes = b""
+    responder_nonce: bytes = b""
+    requester_context: bytes = b""
+    public_key_pem: str = ""
+    signature_der: bytes = b""
+    openssl_sigopts: list[str] = field(default_factory=list)
+    verified: bool = False
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "what": self.what,
+            "version": self.version,
+            "slot": self.slot,
+            "asym_algorithm": self.asym_algorithm,
+            "hash_algorithm": self.hash_algorithm,
+            "signature": self.signature.hex(),
+            "signature_der": self.signature_der.hex() or None,
+            "transcript": self.transcript.hex(),
+            "transcript_hash": self.transcript_hash.hex(),
+            "combined_prefix": self.combined_prefix.hex() or None,
+            "context": self.context or None,
+            "signed_message": self.signed_message.hex(),
+            "requester_nonce": self.requester_nonce.hex() or None,
+            "responder_nonce": self.responder_nonce.hex() or None,
+            "requester_context": self.requester_context.hex() or None,
+            "public_key_pem": self.public_key_pem,
+            "openssl_sigopts": list(self.openssl_sigopts),
+            "verified": self.verified,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class SlotReport:
+    slot: int
+    digest: bytes = b""
+    chain: bytes = b""
+    certificates_pem: list[str] = field(default_factory=list)
+    verdict: dict | None = None  # certs.ChainVerdict.to_dict()
+    digest_matches: bool | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "slot": self.slot,
+            "digest": self.digest.hex(),
+            "digest_matches": self.digest_matches,
+            "chain": self.chain.hex() or None,
+            "certificates_pem": list(self.certificates_pem),
+            "verdict": self.verdict,
+        }
+
+
+@dataclass
+class AuthReport:
+    """Everything ``authenticate()`` learned. ``error`` is set when it stopped early."""
+
+    version: str | None = None
+    versions_offered_by_device: list[str] = field(default_factory=list)
+    capabilities: dict[str, int] = field(default_factory=dict)
+    capability_flags: int = 0
+    ct_exponent: int | None = None
+    data_transfer_size: int | None = None
+    max_spdm_msg_size: int | None = None
+    algorithms: dict[str, Any] = field(default_factory=dict)
+    slots: list[SlotReport] = field(default_factory=list)
+    challenged_slot: int | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    measurements: list[dict] = field(default_factory=list)
+    session_measurements: list[dict] = field(default_factory=list)
+    measurement_count: int | None = None
+    signatures: list[SignatureRecord] = field(default_factory=list)
+    session: dict | None = None
+    error: dict | None = None
+    error_step: str | None = None
+    authenticated: bool = False
+    _exc: BaseException | None = field(default=None, repr=False)
+
+    def check(self, name: str, ok: bool, reason: str, *, skipped: bool = False) -> CheckResult:
+        c = CheckResult(name, ok, reason, skipped)
+        self.checks.append(c)
+        return c
+
+    def verdict(self, name: str) -> CheckResult | None:
+        return next((c for c in reversed(self.checks) if c.name == name), None)
+
+    def fail(self, step: str, exc: BaseException) -> None:
+        """Record why authentication stopped at ``step``."""
+        self._exc = exc
+        self.error_step = step
+        if isinstance(exc, PciauthError):
+            self.error = exc.to_dict()
+            for key in ("field", "request", "error_code", "check"):
+                if getattr(exc, key, None) is not None:
+                    self.error[key] = getattr(exc, key)
+        else:
+            self.error = {"type": type(exc).__name__, "message": f"internal error: {exc}",
+                          "exit_code": int(ExitCode.INTERNAL)}
+        self.error["step"] = step
+        self.check(step, False, str(exc))
+
+    @property
+    def exit_code(self) -> int:
+        """0 authenticated, 5 could not talk (transport/protocol), 6 not authenticated."""
+        if self.authenticated:
+            return int(ExitCode.OK)
+        if isinstance(self._exc, VerificationError):
+            return int(ExitCode.VERIFICATION)
+        if isinstance(self._exc, DeviceError):
+            return int(ExitCode.DEVICE)
+        if self._exc is not None and not isinstance(self._exc, PciauthError):
+            return int(ExitCode.INTERNAL)
+        return int(ExitCode.VERIFICATION)
+
+    def to_dict(self) -> dict:
+        return {
+            "authenticated": self.authenticated,
+            "exit_code": self.exit_code,
+            "version": self.version,
+            "versions_offered_by_device": list(self.versions_offered_by_device),
+            "capabilities": dict(self.capabilities),
+            "capability_flags": self.capability_flags,
+            "ct_exponent": self.ct_exponent,
+            "data_transfer_size": self.data_transfer_size,
+            "max_spdm_msg_size": self.max_spdm_msg_size,
+            "algorithms": dict(self.algorithms),
+            "slots": [s.to_dict() for s in self.slots],
+            "challenged_slot": self.challenged_slot,
+            "checks": [c.to_dict() for c in self.checks],
+            "measurement_count": self.measurement_count,
+            "measurements": list(self.measurements),
+            "session_measurements": list(self.session_measurements),
+            "signatures": [s.to_dict() for s in self.signatures],
+            "session": self.session,
+            "error": self.error,
+        }

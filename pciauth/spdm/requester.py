@@ -1,0 +1,532 @@
+"""pciauth's SPDM requester: authenticate a device over any Transport (sans-IO).
+
+``Requester(transport, RequesterConfig(...)).authenticate() -> AuthReport`` runs GET_VERSION,
+GET_CAPABILITIES, NEGOTIATE_ALGORITHMS, GET_DIGESTS, GET_CERTIFICATE (every provisioned slot),
+CHALLENGE, GET_MEASUREMENTS and, when asked, KEY_EXCHANGE/FINISH, measurements inside the session
+and END_SESSION. It never raises for what the device does: a failure is recorded in the report
+(``error``, ``checks``) and the report is returned.
+
+"Authenticated" (docs/spdm.md): the device has CERT_CAP and CHAL_CAP, the challenged slot's chain
+validated to a trust anchor, and CHALLENGE_AUTH's signature with that chain's leaf key verified
+over the fresh M1/M2 transcript; and nothing else the requester asked for failed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pciauth.errors import (
+    DataMismatch,
+    PciauthError,
+    SignatureError,
+    SpdmError,
+    TransportError,
+    VerificationError,
+)
+from pciauth.spdm import algorithms as A
+from pciauth.spdm import constants as C
+from pciauth.spdm import messages as M
+from pciauth.spdm.measurements import parse_record
+from pciauth.spdm.report import AuthReport, SignatureRecord, SlotReport
+from pciauth.spdm.transcript import Transcript
+
+
+class SpdmErrorResponse(SpdmError):
+    """The device answered a request with an SPDM ERROR."""
+
+    def __init__(self, message: str, *, request: str, error_code: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.request = request
+        self.error_code = error_code
+
+
+class NotAuthenticated(VerificationError):
+    """The device lacks what authentication needs (CERT_CAP, CHAL_CAP, a trusted chain)."""
+
+
+@dataclass
+class RequesterConfig:
+    """What the requester offers and does. Algorithm masks use :mod:`algorithms` bits."""
+
+    versions: tuple[int, ...] = C.ALL_VERSIONS
+    base_asym: int = A.ALL_ASYM
+    base_hash: int = A.ALL_HASH
+    dhe: int = A.ALL_DHE
+    aead: int = A.ALL_AEAD
+    ct_exponent: int = 20
+    data_transfer_size: int = 0x1200
+    max_spdm_msg_size: int = 0x1200
+    slots: tuple[int, ...] | None = None  # None: every provisioned slot
+    challenge_slot: int | None = None  # None: the lowest provisioned slot
+    summary_type: str = "none"  # none | tcb | all
+    measurements: bool = True
+    measurement_indices: tuple[int, ...] | None = None  # None: all (operation 0xFF)
+    session: bool = False
+    session_measurements: bool = True
+    trust_anchors: list[Any] = field(default_factory=list)
+    policy: str = "spdm-only"
+    identity: Any = None
+    at_time: datetime.datetime | None = None
+    max_chain_size: int = C.MAX_CERT_CHAIN_SIZE
+    cert_chunk: int = C.CERT_CHUNK_SIZE
+    busy_retries: int = 3
+    not_ready_retries: int = 3
+    max_wait: float = 1.0  # seconds; a ResponseNotReady asking for more is cut to this
+    sleep: Callable[[float], None] = time.sleep
+    keep_chain_bytes: bool = True
+
+    @property
+    def flags(self) -> int:
+        caps = {"CERT_CAP": 1, "CHAL_CAP": 1}
+        if self.session:
+            caps.update(ENCRYPT_CAP=1, MAC_CAP=1, KEY_EX_CAP=1)
+        return C.make_flags(caps, C.REQUESTER_FLAGS)
+
+
+def _one_bit(mask: int) -> bool:
+    return mask != 0 and mask & (mask - 1) == 0
+
+
+class Requester:
+    """Runs one authentication against one responder through ``transport``."""
+
+    def __init__(self, transport: Any, config: RequesterConfig | None = None) -> None:
+        self.transport = transport
+        self.config = config or RequesterConfig()
+        self.t = Transcript()
+        self.version = C.V10
+        self.rsp_flags = 0
+        self.hash_bit = self.asym_bit = self.meas_hash_bit = self.dhe_bit = self.aead_bit = 0
+        self.other_params = 0
+        self.digests: dict[int, bytes] = {}
+        self.slot_mask = 0
+        self.chains: dict[int, Any] = {}
+        self.verdicts: dict[int, Any] = {}
+        self.step = "init"
+
+    # --- public ---
+    def authenticate(self) -> AuthReport:
+        report = AuthReport()
+        try:
+            self._run(report)
+        except Exception as exc:  # recorded, never raised: the report survives
+            report.fail(self.step, exc)
+        report.authenticated = self._authenticated(report)
+        return report
+
+    def _run(self, report: AuthReport) -> None:
+        cfg = self.config
+        self.step = "version"
+        self._vca(report)
+        if not (self.cap("CERT_CAP") and self.cap("CHAL_CAP")):
+            missing = [n for n in ("CERT_CAP", "CHAL_CAP") if not self.cap(n)]
+            report.check("capabilities", False, f"device lacks {', '.join(missing)}: it cannot be authenticated")
+        else:
+            report.check("capabilities", True, "CERT_CAP and CHAL_CAP present")
+        if self.cap("CERT_CAP"):
+            self.step = "digests"
+            self._digests(report)
+            self.step = "certificates"
+            self._certificates(report)
+        if self.cap("CHAL_CAP") and self.chains:
+            self.step = "challenge"
+            self._challenge(report)
+        else:
+            report.check("challenge", False, "no CHALLENGE: the device has no CHAL_CAP or no certificate", skipped=True)
+        if cfg.measurements and self.cap("MEAS_CAP"):
+            self.step = "measurements"
+            report.measurements, report.measurement_count = self._measure(report, None)
+        if cfg.session:
+            self.step = "session"
+            from pciauth.spdm.requester_session import run_session
+
+            run_session(self, report)
+
+    def _authenticated(self, report: AuthReport) -> bool:
+        if report.error is not None:
+            return False
+        if not (self.cap("CERT_CAP") and self.cap("CHAL_CAP")):
+            return False
+        ch = report.verdict("challenge")
+        trust = report.verdict("chain_trust")
+        return bool(ch and ch.ok and not ch.skipped and trust and trust.ok)
+
+    def cap(self, name: str) -> int:
+        return C.flag_value(self.rsp_flags, name)
+
+    # --- one exchange, with ERROR handling ---
+    def exchange(self, request: bytes, expect: int, *, session: Any = None) -> bytes:
+        """Send ``request``; return the response of code ``expect`` (ERRORs raise or are retried)."""
+        name = C.code_name(request[1])
+        version = request[0]
+        busy = ready = 0
+        message = request
+        while True:
+            response = self._send(message, session)
+            h = M.parse_header(response)
+            if h.code == C.Code.ERROR:
+                err = M.ErrorResponse.parse(response)
+                if err.version != version:
+                    raise SpdmError(f"{name}: ERROR in SPDM version {C.version_str(err.version)}, "
+                                    f"expected {C.version_str(version)}")
+                if err.error_code == C.ErrorCode.BUSY and busy < self.config.busy_retries:
+                    busy += 1
+                    self.config.sleep(0.001 * (2 ** busy))
+                    message = request
+                    continue
+                if err.error_code == C.ErrorCode.RESPONSE_NOT_READY and ready < self.config.not_ready_retries:
+                    ready += 1
+                    rdt_exp, code, token, rdtm = err.not_ready()
+                    if code != request[1]:
+                        raise SpdmError(f"{name}: ResponseNotReady names request 0x{code:02x}, not 0x{request[1]:02x}")
+                    wait = min((2 ** min(rdt_exp, 40)) * max(rdtm, 1) / 1e6, self.config.max_wait)
+                    self.config.sleep(wait)
+                    message = M.respond_if_ready(version, request[1], token)
+                    continue
+                detail = (f"{name}: device answered ERROR {err.name} (0x{err.error_code:02x}, "
+                          f"data 0x{err.error_data:02x})")
+                if err.error_code in (C.ErrorCode.BUSY, C.ErrorCode.RESPONSE_NOT_READY):
+                    detail += f" after {busy + ready} retries"
+                raise SpdmErrorResponse(detail, request=name, error_code=err.error_code)
+            if h.code != expect:
+                raise SpdmError(f"{name}: device answered code {C.code_name(h.code)} (0x{h.code:02x}), "
+                                f"expected {C.code_name(expect)}")
+            if h.version != version:
+                raise SpdmError(f"{name}: response in SPDM version {C.version_str(h.version)}, "
+                                f"request was {C.version_str(version)}")
+            return response
+
+    def _send(self, message: bytes, session: Any) -> bytes:
+        try:
+            if session is None:
+                return bytes(self.transport.exchange(message, secured=False))
+            record = session.encrypt(message)
+            return session.decrypt(bytes(self.transport.exchange(record, secured=True)))
+        except PciauthError:
+            raise
+        except Exception as exc:
+            raise TransportError(f"transport failed: {exc}")
+
+    # --- VCA ---
+    def _vca(self, report: AuthReport) -> None:
+        cfg = self.config
+        self.t.reset()
+        req = M.GetVersion().encode()
+        ver = M.Version.parse(self.exchange(req, C.Code.VERSION))
+        report.versions_offered_by_device = [C.version_str(v) for v in ver.versions]
+        common = set(ver.versions) & set(cfg.versions)
+        if not common:
+            raise SpdmError(f"no common SPDM version: device offers {report.versions_offered_by_device}, "
+                            f"pciauth offers {[C.version_str(v) for v in cfg.versions]}")
+        v = self.version = max(common)
+        self.t.version = v
+        report.version = C.version_str(v)
+        self.t.add_a(req, ver.raw)
+
+        self.step = "capabilities"
+        req = M.GetCapabilities(v, cfg.ct_exponent, cfg.flags, cfg.data_transfer_size,
+                                cfg.max_spdm_msg_size).encode()
+        caps = M.Capabilities.parse(self.exchange(req, C.Code.CAPABILITIES))
+        if caps.ct_exponent > C.CT_EXPONENT_MAX:
+            raise SpdmError(f"CAPABILITIES: CTExponent {caps.ct_exponent} is over {C.CT_EXPONENT_MAX}")
+        if C.flag_value(caps.flags, "MEAS_CAP") == 3:
+            raise SpdmError("CAPABILITIES: MEAS_CAP has the reserved value 3")
+        if v >= C.V12 and (caps.data_transfer_size < C.MIN_DATA_TRANSFER_SIZE
+                           or caps.max_spdm_msg_size < caps.data_transfer_size):
+            raise SpdmError(f"CAPABILITIES: DataTransferSize {caps.data_transfer_size} / MaxSPDMmsgSize "
+                            f"{caps.max_spdm_msg_size} are inconsistent")
+        self.rsp_flags = caps.flags & C.flags_mask_for_version(v)
+        report.capability_flags = caps.flags
+        report.capabilities = C.flag_names(caps.flags)
+        report.ct_exponent = caps.ct_exponent
+        if v >= C.V12:
+            report.data_transfer_size = caps.data_transfer_size
+            report.max_spdm_msg_size = caps.max_spdm_msg_size
+        self.t.add_a(req, caps.raw)
+
+        self.step = "algorithms"
+        self._negotiate(report)
+
+    def _negotiate(self, report: AuthReport) -> None:
+        cfg, v = self.config, self.version
+        structs = []
+        if v >= C.V11:
+            structs = [M.AlgStruct(C.AlgType.DHE, cfg.dhe), M.AlgStruct(C.AlgType.AEAD, cfg.aead),
+                       M.AlgStruct(C.AlgType.REQ_BASE_ASYM, cfg.base_asym),
+                       M.AlgStruct(C.AlgType.KEY_SCHEDULE, C.KEY_SCHEDULE_SPDM)]
+        other = C.OPAQUE_FMT_1 if v >= C.V12 else 0
+        req = M.NegotiateAlgorithms(v, C.MEAS_SPEC_DMTF, other, cfg.base_asym, cfg.base_hash,
+                                    structs=structs).encode()
+        alg = M.Algorithms.parse(self.exchange(req, C.Code.ALGORITHMS))
+        self._check_algorithms(alg, structs, other)
+        self.t.add_a(req, alg.raw)
+        report.algorithms = {
+            "base_hash": A.describe_hash(self.hash_bit),
+            "base_asym": A.describe_asym(self.asym_bit),
+            "measurement_hash": ("raw" if self.meas_hash_bit == C.MEAS_HASH_RAW else
+                                 A.describe_hash(C.MEAS_HASH_TO_BASE_HASH.get(self.meas_hash_bit, 0))
+                                 if self.meas_hash_bit else None),
+            "measurement_spec": "dmtf" if alg.measurement_spec else None,
+            "dhe": A.describe_dhe(self.dhe_bit) if self.dhe_bit else None,
+            "aead": A.describe_aead(self.aead_bit) if self.aead_bit else None,
+            "key_schedule": "spdm" if alg.struct(C.AlgType.KEY_SCHEDULE) else None,
+            "opaque_data_format": {0: None, 1: "fmt0", 2: "fmt1"}.get(self.other_params),
+        }
+        report.check("algorithms", True, f"{report.algorithms['base_asym']} / {report.algorithms['base_hash']}")
+
+    def _check_algorithms(self, alg: M.Algorithms, structs: list[M.AlgStruct], other: int) -> None:
+        cfg = self.config
+
+        def pick(value: int, offered: int, what: str, required: bool) -> int:
+            if value == 0 and not required:
+                return 0
+            if not _one_bit(value):
+                raise SpdmError(f"ALGORITHMS: {what} 0x{value:x} must select exactly one algorithm")
+            if not value & offered:
+                raise SpdmError(f"ALGORITHMS: {what} 0x{value:x} was not offered (offered 0x{offered:x})")
+            return value
+
+        needs = bool(self.cap("CERT_CAP") or self.cap("CHAL_CAP") or self.cap("KEY_EX_CAP")
+                     or self.cap("MEAS_CAP") == C.MEAS_CAP_SIG)
+        self.hash_bit = pick(alg.base_hash, cfg.base_hash, "BaseHashSel", needs)
+        self.asym_bit = pick(alg.base_asym, cfg.base_asym, "BaseAsymSel", needs)
+        if alg.ext_asym or alg.ext_hash:
+            raise SpdmError("ALGORITHMS: selects external algorithms, none were offered")
+        if self.cap("MEAS_CAP"):
+            pick(alg.measurement_spec, C.MEAS_SPEC_DMTF, "MeasurementSpecificationSel", True)
+            known = C.MEAS_HASH_RAW | sum(C.BASE_HASH_TO_MEAS_HASH[b] for b in A.HASH_ALGOS)
+            self.meas_hash_bit = pick(alg.measurement_hash, known, "MeasurementHashAlgo", True)
+        elif alg.measurement_hash or alg.measurement_spec:
+            raise SpdmError("ALGORITHMS: measurement algorithms selected without MEAS_CAP")
+        if self.version >= C.V12:
+            if alg.other_params & C.OPAQUE_FMT_MASK:
+                pick(alg.other_params & C.OPAQUE_FMT_MASK, other, "OtherParamsSelection", True)
+            self.other_params = alg.other_params & C.OPAQUE_FMT_MASK
+        offered = {s.alg_type: s.supported for s in structs}
+        for s in alg.structs:
+            if s.alg_type not in offered:
+                raise SpdmError(f"ALGORITHMS: answers AlgType {s.alg_type}, which was not sent")
+            if s.external:
+                raise SpdmError(f"ALGORITHMS: AlgType {s.alg_type} selects external algorithms")
+        session = bool(self.config.session and self.cap("KEY_EX_CAP") and self.version >= C.V11)
+        sel = {s.alg_type: s.supported for s in alg.structs}
+        self.dhe_bit = pick(sel.get(C.AlgType.DHE, 0), cfg.dhe, "DHE", session)
+        self.aead_bit = pick(sel.get(C.AlgType.AEAD, 0), cfg.aead, "AEAD", session)
+        pick(sel.get(C.AlgType.KEY_SCHEDULE, 0), C.KEY_SCHEDULE_SPDM, "KeySchedule", session)
+        pick(sel.get(C.AlgType.REQ_BASE_ASYM, 0), cfg.base_asym, "ReqBaseAsymAlg", False)
+
+    # --- certificates ---
+    def _digests(self, report: AuthReport) -> None:
+        req = M.GetDigests(self.version).encode()
+        self.t.on_request(C.Code.GET_DIGESTS)
+        d = M.Digests.parse(self.exchange(req, C.Code.DIGESTS), A.hash_size(self.hash_bit))
+        self.t.add_b(req, d.raw)
+        self.digests, self.slot_mask = d.digests, d.slot_mask
+        report.check("digests", True, f"slots provisioned: {sorted(d.digests)}")
+
+    def _certificates(self, report: AuthReport) -> None:
+        from pciauth.spdm.certs import parse_cert_chain, verify_chain
+
+        wanted = [s for s in sorted(self.digests) if self.config.slots is None or s in self.config.slots]
+        for slot in wanted:
+            self.step = f"certificate[{slot}]"
+            raw = self._read_chain(slot)
+            sr = SlotReport(slot, self.digests[slot], raw if self.config.keep_chain_bytes else b"")
+            report.slots.append(sr)
+            chain = parse_cert_chain(raw, self.hash_bit)
+            sr.certificates_pem = [_pem(c) for c in chain.certificates]
+            sr.digest_matches = A.hash_bytes(self.hash_bit, raw) == self.digests[slot]
+            if not sr.digest_matches:
+                raise DataMismatch(f"slot {slot}: DIGESTS digest differs from the hash of the certificate chain read")
+            self.chains[slot] = chain
+            verdict = verify_chain(chain, self.config.trust_anchors, policy=self.config.policy,
+                                   identity=self.config.identity, at_time=self.config.at_time)
+            self.verdicts[slot] = verdict
+            sr.verdict = verdict.to_dict()
+            why = "; ".join(f"{c.name}: {c.reason}" for c in verdict.failures) or "chain validated to a trust anchor"
+            report.check(f"chain[{slot}]", verdict.ok, why)
+
+    def _read_chain(self, slot: int) -> bytes:
+        chain = bytearray()
+        total: int | None = None
+        while True:
+            ask = min(self.config.cert_chunk, 0xFFFF)
+            req = M.GetCertificate(self.version, slot, len(chain), ask).encode()
+            self.t.on_request(C.Code.GET_CERTIFICATE)
+            cert = M.Certificate.parse(self.exchange(req, C.Code.CERTIFICATE))
+            if cert.slot != slot:
+                raise SpdmError(f"CERTIFICATE: answers slot {cert.slot}, asked slot {slot}")
+            n = len(cert.portion)
+            if n == 0 or n > ask:
+                raise SpdmError(f"CERTIFICATE: PortionLength {n} for a request of {ask} bytes", )
+            this_total = len(chain) + n + cert.remainder
+            if total is None:
+                total = this_total
+                if total > self.config.max_chain_size:
+                    raise SpdmError(f"CERTIFICATE: chain of {total} bytes exceeds the "
+                                    f"{self.config.max_chain_size}-byte limit")
+            elif this_total != total:
+                raise SpdmError(f"CERTIFICATE: RemainderLength {cert.remainder} at offset {len(chain)} "
+                                f"does not add up to the announced {total} bytes")
+            chain += cert.portion
+            self.t.add_b(req, cert.raw)
+            if cert.remainder == 0:
+                return bytes(chain)
+
+    # --- challenge ---
+    def _challenge(self, report: AuthReport) -> None:
+        cfg, v = self.config, self.version
+        slot = cfg.challenge_slot if cfg.challenge_slot is not None else min(self.chains)
+        if slot not in self.chains:
+            raise SpdmError(f"CHALLENGE: slot {slot} has no certificate chain (slots: {sorted(self.chains)})")
+        report.challenged_slot = slot
+        stype = C.MEAS_SUMMARY_NAMES[cfg.summary_type]
+        if stype and not self.cap("MEAS_CAP"):
+            stype = C.MEAS_SUMMARY_NONE
+        nonce = os.urandom(C.NONCE_SIZE)
+        ctx = os.urandom(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
+        req = M.Challenge(v, slot, stype, nonce, ctx).encode()
+        self.t.on_request(C.Code.CHALLENGE)
+        hsize = A.hash_size(self.hash_bit)
+        auth = M.ChallengeAuth.parse(self.exchange(req, C.Code.CHALLENGE_AUTH), hash_size=hsize,
+                                     sig_size=A.signature_size(self.asym_bit), summary=bool(stype))
+        if auth.slot != slot:
+            raise SpdmError(f"CHALLENGE_AUTH: names slot {auth.slot}, challenged slot {slot}")
+        if auth.slot_mask != self.slot_mask:
+            raise SpdmError(f"CHALLENGE_AUTH: slot mask 0x{auth.slot_mask:02x} differs from DIGESTS' "
+                            f"0x{self.slot_mask:02x}")
+        chain = self.chains[slot]
+        if auth.cert_chain_hash != A.hash_bytes(self.hash_bit, chain.raw):
+            raise DataMismatch(f"CHALLENGE_AUTH: CertChainHash is not the hash of slot {slot}'s chain")
+        if v >= C.V13 and auth.requester_context != ctx:
+            raise SpdmError("CHALLENGE_AUTH: RequesterContext is not the one sent in CHALLENGE")
+        if v >= C.V12 and auth.opaque and not self.other_params:
+            raise SpdmError("CHALLENGE_AUTH: opaque data without a negotiated opaque data format")
+        self.t.add_c(req, auth.signed_part)
+        m1 = self.t.m1()
+        rec = self._verify("challenge_auth", C.CONTEXT_CHALLENGE_AUTH, m1, auth.signature, slot, report,
+                           requester_nonce=nonce, responder_nonce=auth.nonce, requester_context=ctx)
+        self.t.challenge_done()
+        trusted = self.verdicts[slot].ok
+        report.check("challenge", True, f"CHALLENGE_AUTH signature verified with slot {slot}'s leaf key")
+        report.check("chain_trust", trusted, "challenged slot's chain validated to a trust anchor" if trusted
+                     else f"slot {slot}'s chain did not validate: " + report.verdict(f"chain[{slot}]").reason)
+        if auth.measurement_summary_hash:
+            rec.reason += f"; measurement summary hash {auth.measurement_summary_hash.hex()}"
+
+    def _verify(self, what: str, context: str, transcript: bytes, signature: bytes, slot: int,
+                report: AuthReport, **nonces: bytes) -> SignatureRecord:
+        """Verify ``signature`` over ``transcript``; log it; raise SignatureError when it fails."""
+        v = self.version
+        chain = self.chains.get(slot)
+        if chain is None:
+            raise SpdmError(f"{what}: signed with slot {slot}, whose chain was not read")
+        msg = A.signing_message(v, context, transcript, self.hash_bit)
+        asym = A.asym_algo(self.asym_bit)
+        rec = SignatureRecord(
+            what, C.version_str(v), slot, asym.name, A.describe_hash(self.hash_bit), bytes(signature),
+            bytes(transcript), A.hash_bytes(self.hash_bit, transcript),
+            A.combined_prefix(v, context) if v >= C.V12 else b"", context if v >= C.V12 else "", msg,
+            public_key_pem=_public_pem(chain.leaf.public_key()), **nonces)
+        if asym.scheme == "ecdsa" and len(signature) == asym.signature_size:
+            rec.signature_der = A.ecdsa_raw_to_der(self.asym_bit, signature)
+        elif asym.scheme == "rsapss":
+            rec.openssl_sigopts = ["rsa_padding_mode:pss", "rsa_pss_saltlen:digest"]
+        report.signatures.append(rec)
+        try:
+            A.verify(self.asym_bit, self.hash_bit, chain.leaf.public_key(), signature, msg)
+        except SignatureError as e:
+            rec.reason = str(e)
+            raise SignatureError(f"{what}: {e}")
+        rec.verified = True
+        rec.reason = "verified"
+        return rec
+
+    # --- measurements ---
+    def _measure(self, report: AuthReport, session: Any) -> tuple[list[dict], int]:
+        """Count, then fetch measurements (signed on the last request when the device can sign)."""
+        v = self.version
+        m = bytearray()
+        signed_ok = self.cap("MEAS_CAP") == C.MEAS_CAP_SIG and self.chains
+        slot = report.challenged_slot if report.challenged_slot is not None else (
+            min(self.chains) if self.chains else 0)
+
+        def request(op: int, signed: bool) -> tuple[M.Measurements, bytes, bytes, bytes]:
+            nonce = os.urandom(C.NONCE_SIZE) if signed else b""
+            ctx = os.urandom(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
+            req = M.GetMeasurements(v, C.MEAS_ATTR_SIGNATURE if signed else 0, op, nonce, slot, ctx).encode()
+            if session is None:
+                self.t.on_request(C.Code.GET_MEASUREMENTS)
+            sig = A.signature_size(self.asym_bit) if signed else 0
+            resp = M.Measurements.parse(self.exchange(req, C.Code.MEASUREMENTS, session=session), sig_size=sig)
+            if v >= C.V13 and resp.requester_context != ctx:
+                raise SpdmError("MEASUREMENTS: RequesterContext is not the one sent")
+            if signed and v >= C.V11 and resp.param2 & C.MEAS_SLOT_MASK != slot:
+                raise SpdmError(f"MEASUREMENTS: signed with slot {resp.param2 & 0xF}, asked slot {slot}")
+            if not signed and v >= C.V12 and resp.param2 & C.MEAS_CONTENT_CHANGED_MASK:
+                raise SpdmError("MEASUREMENTS: content-changed bits set in an unsigned response")
+            if v >= C.V12 and resp.opaque and not self.other_params:
+                raise SpdmError("MEASUREMENTS: opaque data without a negotiated opaque data format")
+            m.extend(req + resp.signed_part)
+            return resp, req, nonce, ctx
+
+        count_resp, _, _, _ = request(C.MEAS_OP_COUNT, False)
+        if count_resp.number_of_blocks or count_resp.record:
+            raise SpdmError("MEASUREMENTS: the count query returned measurement blocks")
+        count = count_resp.param1
+        if count in (0, 0xFF):
+            raise SpdmError(f"MEASUREMENTS: total number of measurements {count} is invalid")
+        ops = list(self.config.measurement_indices or (C.MEAS_OP_ALL,))
+        blocks = []
+        for i, op in enumerate(ops):
+            signed = bool(signed_ok and i == len(ops) - 1)
+            resp, _, nonce, ctx = request(op, signed)
+            if op == C.MEAS_OP_ALL and resp.number_of_blocks in (0, 0xFF):
+                raise SpdmError(f"MEASUREMENTS: NumberOfBlocks {resp.number_of_blocks} for all measurements")
+            if op != C.MEAS_OP_ALL and resp.number_of_blocks != 1:
+                raise SpdmError(f"MEASUREMENTS: {resp.number_of_blocks} blocks for index {op}, expected 1")
+            got = parse_record(resp.record, resp.number_of_blocks)
+            if op != C.MEAS_OP_ALL and got[0].index != op:
+                raise SpdmError(f"MEASUREMENTS: block index {got[0].index} for a request of index {op}")
+            self._check_digest_sizes(got)
+            blocks.extend(got)
+            if signed:
+                prefix = self.t.vca() if v >= C.V12 else b""
+                what = "measurements" if session is None else "session_measurements"
+                self._verify(what, C.CONTEXT_MEASUREMENTS, prefix + bytes(m), resp.signature, slot, report,
+                             requester_nonce=nonce, responder_nonce=resp.nonce, requester_context=ctx)
+                m.clear()
+        name = "measurements" if session is None else "session_measurements"
+        if signed_ok:
+            report.check(name, True, f"{len(blocks)} block(s), signature verified")
+        else:
+            report.check(name, True, f"{len(blocks)} block(s), unsigned (device has no signing MEAS_CAP)")
+        return [b.to_dict() for b in blocks], count
+
+    def _check_digest_sizes(self, blocks: list) -> None:
+        base = C.MEAS_HASH_TO_BASE_HASH.get(self.meas_hash_bit)
+        if base is None:
+            return
+        size = A.hash_size(base)
+        for b in blocks:
+            if not b.is_raw and len(b.value) != size:
+                raise SpdmError(f"measurement {b.index}: digest of {len(b.value)} bytes, the negotiated "
+                                f"measurement hash gives {size}")
+
+
+def _pem(cert: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _public_pem(key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
