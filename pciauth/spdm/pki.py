@@ -26,7 +26,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from pciauth.errors import NotFoundError, RefusedError, UsageError
@@ -157,13 +157,14 @@ def make_certificate(
     hash_cls: type[hashes.HashAlgorithm] = hashes.SHA256,
     subject_key_id: bytes | None = None,
     extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    rsa_pss: bool = False,
 ) -> x509.Certificate:
     """Build and sign one certificate.
 
     ``issuer``/``issuer_key`` default to self-signed. ``ca=None`` omits basicConstraints.
     ``key_usage``: "auto" (keyCertSign+cRLSign for a CA, digitalSignature for a leaf), "ca",
     "leaf", "none" (no extension) or None (same as "none"). ``subject_key_id`` overrides the SKI
-    (tests make impostor roots with it).
+    (tests make impostor roots with it). ``rsa_pss`` signs with RSASSA-PSS instead of PKCS#1 v1.5.
     """
     now = datetime.datetime.now(datetime.UTC)
     issuer = issuer or subject
@@ -203,6 +204,9 @@ def make_certificate(
         b = b.add_extension(san, critical=False)
     for ext, critical in extra:
         b = b.add_extension(ext, critical=critical)
+    if rsa_pss and isinstance(issuer_key, rsa.RSAPrivateKey):
+        pss = padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=padding.PSS.DIGEST_LENGTH)
+        return b.sign(issuer_key, hash_cls(), rsa_padding=pss)
     return b.sign(issuer_key, hash_cls())
 
 
