@@ -127,7 +127,7 @@ class LegacyBackend(IommuBackend):
                     field="argsz",
                     device=self.device,
                 )
-            info = new("vfio_iommu_type1_info", size=wanted)
+            info = new("vfio_iommu_type1_info", alloc_size=wanted)
             call("IommuGetInfo", self.container_fd, "VFIO_IOMMU_GET_INFO", info, device=self.device)
             if int(info.argsz) > wanted:
                 raise MalformedData(

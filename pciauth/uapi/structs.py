@@ -42,17 +42,19 @@ def sizeof(name: str) -> int:
     return ffi.sizeof(_struct(name))
 
 
-def new(name: str, *, size: int | None = None, **fields: Any) -> Any:
-    """A new zeroed ``struct name *`` with argsz/size set (to ``size`` if given).
+def new(name: str, *, alloc_size: int | None = None, **fields: Any) -> Any:
+    """A new zeroed ``struct name *`` with argsz/size set (to ``alloc_size`` if given).
 
-    ``size`` may be larger than the struct (room for capability chains behind it); the
-    allocation is then that large, zeroed. Unknown field names raise AttributeError.
+    ``alloc_size`` may be larger than the struct (room for a capability chain behind it);
+    the allocation is then that large, zeroed. ``fields`` are set after the size field,
+    so a struct field called ``size`` (``vfio_iommu_type1_dma_map.size``) is a field
+    here. Unknown field names raise AttributeError.
     """
     ctype = _struct(name)
     base = ffi.sizeof(ctype)
-    total = base if size is None else size
+    total = base if alloc_size is None else alloc_size
     if total < base:
-        raise ValueError(f"size {total} is smaller than {ctype} ({base} bytes)")
+        raise ValueError(f"alloc_size {total} is smaller than {ctype} ({base} bytes)")
     if total == base:
         obj = ffi.new(ctype + " *")
     else:

@@ -189,6 +189,7 @@ class FakeKernel:
             raise FakeErr(E.EBADF)
         if st["kind"] == "cdev" and st.get("attached"):
             self.objects[st["attached"]].users -= 1  # type: ignore[attr-defined]
+            self.objects.pop(st.pop("hwpt"), None)
         if st["kind"] == "cdev" and st.get("devid"):
             self.objects.pop(st["devid"], None)
         if st["kind"] == "group" and st["group"] in self.group_containers:
@@ -286,7 +287,9 @@ class FakeKernel:
         ioas.ranges = narrowed
         ioas.users += 1
         st["attached"] = ioas.id
-        a.pt_id = self._new_id(("hwpt", ioas.id))
+        # The kernel auto-creates a HWPT for the IOAS; it dies with the attachment.
+        st["hwpt"] = self._new_id(("hwpt", ioas.id))
+        a.pt_id = st["hwpt"]
         return 0
 
     def _vfio_device_detach_iommufd_pt(self, fd, d) -> int:
@@ -294,6 +297,7 @@ class FakeKernel:
         if not st["attached"]:
             raise FakeErr(E.EINVAL)
         self._ioas(st["attached"]).users -= 1
+        self.objects.pop(st.pop("hwpt"), None)
         st["attached"] = None
         return 0
 

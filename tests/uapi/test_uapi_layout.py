@@ -173,13 +173,16 @@ def test_new_zero_fills_and_sets_size() -> None:
     m = structs.new("iommu_ioas_map", ioas_id=3, length=4096)
     assert m.size == 40 and m.ioas_id == 3 and m.length == 4096
     assert structs.to_bytes(m)[4:8] == b"\0\0\0\0"
-    info = structs.new("vfio_iommu_type1_info", size=256)
+    info = structs.new("vfio_iommu_type1_info", alloc_size=256)
     assert info.argsz == 256
     assert structs.to_bytes(info, 256) == (256).to_bytes(4, "little") + bytes(252)
     with pytest.raises(ValueError):
-        structs.new("iommu_ioas_map", size=8)
+        structs.new("iommu_ioas_map", alloc_size=8)
     with pytest.raises(AttributeError):
         structs.new("iommu_destroy", no_such_field=1)
+    # A field called ``size`` is the field, not the allocation.
+    dma = structs.new("vfio_iommu_type1_dma_map", size=8192)
+    assert dma.argsz == 32 and dma.size == 8192
 
 
 def test_size_field_names() -> None:

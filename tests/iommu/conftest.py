@@ -1,0 +1,43 @@
+"""Fixtures for the IOMMU backend tests: a fake kernel and page-aligned buffers."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from fakekernel import FakeKernel
+
+from pciauth.uapi import sys as usys
+from pciauth.uapi.structs import ffi
+
+
+class Buf:
+    """A page-aligned anonymous buffer with the fields IommuBackend.map wants."""
+
+    def __init__(self, length: int) -> None:
+        self._map = mmap.mmap(-1, length)
+        self.view = memoryview(self._map)
+        self.vaddr = int(ffi.cast("uintptr_t", ffi.from_buffer(self._map)))
+        self.length = length
+
+
+@pytest.fixture
+def kernel():
+    k = FakeKernel()
+    with usys.use_kernel(k):
+        yield k
+
+
+@pytest.fixture
+def buf():
+    return Buf(4 * mmap.PAGESIZE)
+
+
+@pytest.fixture
+def make_buf():
+    return Buf
