@@ -57,6 +57,8 @@ class MailboxLock:
         self.fd = -1
 
     def acquire(self) -> MailboxLock:
+        if self.held:
+            return self  # flock is per open file: a second open would wait for ourselves
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
@@ -109,7 +111,7 @@ class MailboxLock:
         return self.fd >= 0
 
     def __enter__(self) -> MailboxLock:
-        return self.acquire()
+        return self if self.held else self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()

@@ -382,5 +382,5 @@ def find_mailbox(mailboxes: list[DoeMailbox], protocol: DoeProtocol = CMA) -> Do
     where = ", ".join(f"0x{mb.offset:03x}" for mb in mailboxes) or "none"
     raise NotFoundError(
         f"no DOE mailbox supports {protocol} ({protocol.name}); mailboxes: {where}",
-        hint="the device may not support CMA/SPDM authentication",
+        hint="the device may not support CMA/SPDM authentication" if protocol == CMA else None,
     )
