@@ -404,3 +404,19 @@ def test_only_pciauth_errors_for_garbage_arguments(keys_by_asym):
     ):
         with pytest.raises(PciauthError):
             call()
+
+
+@pytest.mark.parametrize(
+    "asym", [alg.ASYM_ECDSA_P256, alg.ASYM_RSASSA_2048, alg.ASYM_RSAPSS_2048], ids=alg.describe_asym
+)
+def test_little_endian_signatures_of_old_devices(asym, keys_by_asym):
+    key = keys_by_asym[asym]
+    sig = alg.sign(asym, alg.HASH_SHA256, key, b"m")
+    little = alg.swap_signature_endian(asym, sig)
+    assert little != sig and alg.swap_signature_endian(asym, little) == sig
+    with pytest.raises(SignatureError):
+        alg.verify(asym, alg.HASH_SHA256, key.public_key(), little, b"m")
+    alg.verify(asym, alg.HASH_SHA256, key.public_key(), little, b"m", allow_little_endian=True)
+    alg.verify(asym, alg.HASH_SHA256, key.public_key(), sig, b"m", allow_little_endian=True)
+    with pytest.raises(SignatureError):
+        alg.verify(asym, alg.HASH_SHA256, key.public_key(), little, b"M", allow_little_endian=True)
