@@ -162,7 +162,7 @@ class DmaEngine:
         if not 1 <= count <= SLOTS:
             self._error(ERR_BAD_COUNT, 0)
             return
-        done = total = 0
+        total = 0
         from pciauth.emu.iommu import IommuFault
 
         for slot in range(count):
@@ -184,9 +184,8 @@ class DmaEngine:
                 self._put(REG_FAULT_COUNT, 4, (self.read(REG_FAULT_COUNT, 4) + 1) & 0xFFFFFFFF)
                 self._put(REG_STATUS, 4, STATUS_DONE | STATUS_FAULT)
                 break
-            done += 1
             total += length
-            self._put(REG_COMPLETED, 4, done)
+            self._put(REG_COMPLETED, 4, slot + 1)
             self._put(REG_BYTES, 8, total)
         else:
             self._put(REG_STATUS, 4, STATUS_DONE)
