@@ -163,6 +163,8 @@ def combined_prefix(version: int | str | tuple[int, int], context: str | bytes) 
     string so that the context ends at byte 100 (no terminating NUL).
     """
     major, minor = version_tuple(version)
+    if major > 9 or minor > 9:  # the prefix has one character for each (libspdm asserts the same)
+        raise UsageError(f"SPDM {major}.{minor} does not fit the 16-byte signing prefix")
     ctx = context.encode("ascii") if isinstance(context, str) else bytes(context)
     if len(ctx) > _CONTEXT_FIELD:
         raise UsageError(f"SPDM signing context {ctx!r} longer than {_CONTEXT_FIELD} bytes")

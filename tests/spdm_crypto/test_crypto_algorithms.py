@@ -143,6 +143,9 @@ def test_combined_prefix_layout():
     )
     with pytest.raises(UsageError):
         alg.combined_prefix(0x12, "x" * 37)
+    with pytest.raises(UsageError):
+        alg.combined_prefix(0x1A, alg.CONTEXT_FINISH)
+    assert alg.combined_prefix(0x12, "x" * 36)[64:] == b"x" * 36
 
 
 @pytest.mark.parametrize("version", [0x10, "1.1", (1, 0)])
