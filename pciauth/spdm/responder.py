@@ -178,10 +178,11 @@ class Responder(HandlerMixin):
             return self._error(C.ErrorCode.UNSPECIFIED, 0, note=str(exc))
 
     def _answer(self, message: bytes, session: Any) -> bytes:
+        code = message[1] if len(message) >= 2 else -1
         try:
             code, response = self._dispatch(message, session)
         except RequestError as e:
-            return self._error(e.code, e.data, e.extended)
+            response = self._error(e.code, e.data, e.extended)
         return self.adversary.response(self, code, message, response)
 
     def _error(self, code: int, data: int = 0, extended: bytes = b"", note: str = "") -> bytes:
