@@ -30,6 +30,7 @@ class Target:
     info: dict = field(default_factory=dict)
     device: Any = None  # EmulatedDevice or PciDevice
     doe_offsets: list[int] | None = None  # None: walk the config space
+    doe_versions: dict[int, int] | None = None  # from sysfs, when ``config`` hides the headers
     sysfs_path: str | None = None
     trust_anchors: list[str] = field(default_factory=list)  # trusted without asking (emu root)
 
@@ -37,7 +38,7 @@ class Target:
         """A :class:`~pciauth.doe.DoeMailbox` for each DOE capability of the target."""
         from pciauth.doe import open_mailboxes
 
-        return open_mailboxes(self.config, self.doe_offsets, **kw)
+        return open_mailboxes(self.config, self.doe_offsets, self.doe_versions, **kw)
 
     def check_kernel_use(self, *, force: bool) -> list[str]:
         """Refuse (DeviceBusy) when the kernel may use the mailbox; returns forced-past reasons."""
@@ -113,8 +114,10 @@ def open_target(
     from pciauth.pci.select import find_device
 
     dev = find_device(spec, sysfs_root=sysfs_root)
-    offsets = [m.offset for m in dev.doe_mailboxes]
+    found = dev.doe_mailboxes
+    offsets = [m.offset for m in found]
     cfg = config if config is not None else dev.config_space(writable=writable)
+    versions = {m.offset: m.version for m in found} if config is not None else None
     info = dev.to_dict() if hasattr(dev, "to_dict") else {"name": dev.name}
     return Target(
         name=dev.name,
@@ -124,6 +127,7 @@ def open_target(
         info=info,
         device=dev,
         doe_offsets=offsets,
+        doe_versions=versions,
         sysfs_path=dev.sysfs_path,
     )
 

@@ -55,6 +55,7 @@ class MailboxLock:
         self.timeout = timeout
         self.poll = poll
         self.fd = -1
+        self._depth = 0
 
     def acquire(self) -> MailboxLock:
         if self.held:
@@ -111,10 +112,16 @@ class MailboxLock:
         return self.fd >= 0
 
     def __enter__(self) -> MailboxLock:
-        return self if self.held else self.acquire()
+        if not self.held:
+            self.acquire()
+        self._depth += 1
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self._depth -= 1
+        if self._depth <= 0:
+            self._depth = 0
+            self.release()
 
 
 def _read_holder(fd: int) -> int | None:

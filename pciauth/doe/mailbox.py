@@ -134,7 +134,10 @@ class DoeMailbox:
         timeout: float = SPEC_TIMEOUT,
         max_object_dwords: int = DEFAULT_MAX_OBJECT_DWORDS,
         backoff: Backoff = DEFAULT_BACKOFF,
+        version: int | None = None,
     ) -> None:
+        """``version``: the capability version when the offset comes from another view of
+        config space (sysfs, for a VFIO config region that hides the DOE header)."""
         if not 2 <= max_object_dwords <= MAX_OBJECT_DWORDS:
             raise UsageError(f"max_object_dwords must be 2..{MAX_OBJECT_DWORDS}, not {max_object_dwords}")
         if timeout <= 0:
@@ -149,13 +152,15 @@ class DoeMailbox:
         self.timeout = timeout
         self.max_object_dwords = max_object_dwords
         self.backoff = backoff
-        header = cfg.read32(offset + REG_HEADER)
-        if header & 0xFFFF != PCI_EXT_CAP_ID_DOE:
-            raise NotFoundError(
-                f"no DOE capability at 0x{offset:x} (capability id 0x{header & 0xFFFF:04x})",
-                device=cfg.name,
-            )
-        self.version = (header >> 16) & 0xF
+        if version is None:
+            header = cfg.read32(offset + REG_HEADER)
+            if header & 0xFFFF != PCI_EXT_CAP_ID_DOE:
+                raise NotFoundError(
+                    f"no DOE capability at 0x{offset:x} (capability id 0x{header & 0xFFFF:04x})",
+                    device=cfg.name,
+                )
+            version = (header >> 16) & 0xF
+        self.version = version
         self.capabilities = cfg.read32(offset + REG_CAP)
         self._aborted_once = False
         self._protocols: list[DoeProtocol] | None = None
@@ -367,11 +372,21 @@ def _walk_doe(cfg: ConfigSpace) -> list[int]:
     return found
 
 
-def open_mailboxes(cfg: ConfigSpace, offsets: list[int] | None = None, **kw) -> list[DoeMailbox]:
-    """A :class:`DoeMailbox` for each DOE capability (``offsets``, else walked in ``cfg``)."""
+def open_mailboxes(
+    cfg: ConfigSpace,
+    offsets: list[int] | None = None,
+    versions: dict[int, int] | None = None,
+    **kw,
+) -> list[DoeMailbox]:
+    """A :class:`DoeMailbox` for each DOE capability (``offsets``, else walked in ``cfg``).
+
+    ``versions`` (offset -> capability version) come with offsets read from another view of
+    config space; the headers in ``cfg`` are then not checked (vfio-pci hides them).
+    """
     if offsets is None:
         offsets = find_doe_offsets(cfg)
-    return [DoeMailbox(cfg, off, **kw) for off in offsets]
+    versions = versions or {}
+    return [DoeMailbox(cfg, off, version=versions.get(off), **kw) for off in offsets]
 
 
 def find_mailbox(mailboxes: list[DoeMailbox], protocol: DoeProtocol = CMA) -> DoeMailbox:

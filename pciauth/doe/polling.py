@@ -24,14 +24,14 @@ class Backoff:
     first_sleep: float = 20e-6
     max_sleep: float = 2e-3
 
-    def delays(self) -> _DelayIter:
-        return _DelayIter(self)
+    def delays(self, start: float) -> _DelayIter:
+        return _DelayIter(self, start)
 
 
 class _DelayIter:
-    def __init__(self, backoff: Backoff) -> None:
+    def __init__(self, backoff: Backoff, start: float) -> None:
         self.backoff = backoff
-        self.start = time.monotonic()
+        self.start = start
         self.sleep = backoff.first_sleep
 
     def next_delay(self, now: float) -> float:
@@ -60,8 +60,9 @@ def poll_until(
     happens at (or just after) the deadline, so a condition that becomes true just in time
     is seen.
     """
-    deadline = clock() + timeout
-    delays = backoff.delays()
+    start = clock()
+    deadline = start + timeout
+    delays = backoff.delays(start)
     polls = 0
     while True:
         value = read()

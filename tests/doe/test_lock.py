@@ -1,0 +1,147 @@
+"""The per-device lock serializes real processes; kernel users of a mailbox are refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from pciauth.doe.lock import DOE_DRIVERS, MailboxLock, kernel_users, lock_path, refuse_if_kernel_uses
+from pciauth.errors import DeviceBusy, PermissionDeniedError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pciauth.doe import DoeTransport, MailboxLock, find_mailbox
+    from pciauth.emu import EmulatedDevice
+    log = sys.argv[1]
+    dev = EmulatedDevice(0, cma_handler=lambda p, s: p)
+    for _ in range(3):
+        with MailboxLock("emu:0", timeout=20):
+            with open(log, "a") as f:
+                f.write(f"start {os.getpid()} {time.monotonic()}\\n")
+            t = DoeTransport(find_mailbox(dev_mbs := __import__("pciauth.doe", fromlist=["x"]).open_mailboxes(dev.config)))
+            for i in range(5):
+                assert t.exchange(bytes([i]) * 8)[:8] == bytes([i]) * 8
+            time.sleep(0.05)
+            with open(log, "a") as f:
+                f.write(f"end {os.getpid()} {time.monotonic()}\\n")
+    """
+)
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_two_processes_are_serialized(tmp_path):
+    log = tmp_path / "log"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(log)], env=_env()) for _ in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    events = [line.split() for line in log.read_text().splitlines()]
+    assert len(events) == 12 and len({e[1] for e in events}) == 2
+    # Critical sections never overlap: every start is followed by the same pid's end.
+    for first, second in zip(events[0::2], events[1::2], strict=True):
+        assert first[0] == "start" and second[0] == "end" and first[1] == second[1]
+    assert lock_path("emu:0").startswith(os.environ["PCIAUTH_RUN_DIR"])
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pciauth.doe import MailboxLock
+    with MailboxLock(sys.argv[1]):
+        print("held", flush=True)
+        time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def _hold(name: str, seconds: float) -> subprocess.Popen:
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, name, str(seconds)], env=_env(), stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_busy_names_the_holder_pid_and_waiting_works():
+    holder = _hold("0000:01:00.0", 0.8)
+    try:
+        with pytest.raises(DeviceBusy, match=f"pid {holder.pid}"):
+            MailboxLock("0000:01:00.0", timeout=0.1).acquire()
+        t0 = time.monotonic()
+        with MailboxLock("0000:01:00.0", timeout=10) as lock:
+            assert lock.held
+            assert time.monotonic() - t0 > 0.2
+    finally:
+        holder.wait(timeout=10)
+
+
+def test_cli_waits_or_fails_with_refused_exit_code():
+    holder = _hold("emu:0", 1.0)
+    try:
+        cmd = [sys.executable, "-m", "pciauth", "doe", "emu", "--lock-timeout"]
+        busy = subprocess.run(cmd + ["0.1"], env=_env(), capture_output=True, text=True, timeout=30)
+        assert busy.returncode == 8
+        assert f"pid {holder.pid}" in busy.stderr
+        ok = subprocess.run(cmd + ["10"], env=_env(), capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0, ok.stderr
+        assert "0001:01  CMA/SPDM" in ok.stdout
+    finally:
+        holder.wait(timeout=10)
+
+
+def test_lock_is_reentrant_within_one_object_and_released():
+    lock = MailboxLock("emu:7", timeout=0)
+    with lock:
+        with lock:
+            assert lock.held
+        with pytest.raises(DeviceBusy):
+            MailboxLock("emu:7", timeout=0).acquire()
+    assert not lock.held
+    MailboxLock("emu:7", timeout=0).acquire().release()
+
+
+def test_unwritable_run_dir_says_how_to_fix(monkeypatch, tmp_path):
+    if os.geteuid() == 0:
+        target = tmp_path / "file"
+        target.write_text("")
+        monkeypatch.setenv("PCIAUTH_RUN_DIR", str(target / "sub"))  # a file as parent: ENOTDIR
+        with pytest.raises(OSError):
+            MailboxLock("x", timeout=0).acquire()
+        return
+    monkeypatch.setenv("PCIAUTH_RUN_DIR", "/proc/pciauth-no")
+    with pytest.raises(PermissionDeniedError, match="PCIAUTH_RUN_DIR"):
+        MailboxLock("x", timeout=0).acquire()
+
+
+def test_kernel_users_tsm_and_drivers(fake_sysfs):
+    plain = fake_sysfs.add_device("0000:01:00.0", driver="nvme")
+    assert kernel_users(plain) == []
+    cxl = fake_sysfs.add_device("0000:02:00.0", driver="cxl_pci")
+    reasons = kernel_users(cxl)
+    assert len(reasons) == 1 and "cxl_pci" in reasons[0] and "CDAT" in reasons[0]
+    tsm = fake_sysfs.add_device("0000:03:00.0")
+    os.makedirs(os.path.join(tsm, "tsm"))
+    with open(os.path.join(tsm, "tsm", "connect"), "w") as f:
+        f.write("tsm0\n")
+    assert "tsm0" in kernel_users(tsm)[0]
+    with pytest.raises(DeviceBusy, match="kernel may be using the DOE mailbox"):
+        refuse_if_kernel_uses(tsm, "0000:03:00.0", force=False)
+    assert refuse_if_kernel_uses(tsm, "0000:03:00.0", force=True)
+    with open(os.path.join(tsm, "tsm", "connect"), "w") as f:
+        f.write("\n")
+    assert kernel_users(tsm) == []
+    assert "cxl_pci" in DOE_DRIVERS

@@ -1,0 +1,79 @@
+"""open_target: emu specs and PCI devices (fake sysfs), VFIO-style hidden DOE headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pciauth.doe import find_mailbox
+from pciauth.emu import EmulatedDevice
+from pciauth.errors import DeviceBusy, DeviceNotFound, UsageError
+from pciauth.target import open_target, parse_emu_spec
+
+
+def test_emu_specs():
+    assert parse_emu_spec("emu") == (0, {})
+    assert parse_emu_spec("emu:2") == (2, {})
+    assert parse_emu_spec("emu:1,fault=error,latency=0.5,doe_offset=0x300") == (
+        1,
+        {"fault": "error", "latency": 0.5, "doe_offset": 0x300},
+    )
+    assert parse_emu_spec("01:00.0") is None
+    assert parse_emu_spec("emulator") is None
+    for bad in ("emu,color=red", "emu,latency=fast", "emu,fault"):
+        with pytest.raises(UsageError):
+            parse_emu_spec(bad)
+
+
+def test_open_emu_target():
+    with open_target("emu:1") as t:
+        assert t.is_emulated and t.name == "emu:1"
+        assert t.doe_offsets == [0x180, 0x200]
+        assert t.identity.device == 0xA11F
+        assert t.check_kernel_use(force=False) == []
+        assert [mb.offset for mb in t.mailboxes()] == [0x180, 0x200]
+    with pytest.raises(UsageError):
+        open_target("emu:42")
+
+
+class _Hidden:
+    """Wraps a DOE hook so its capability header reads 0, as in vfio-pci's config view."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def read_reg(self, reg):
+        return 0 if reg == 0 else self.inner.read_reg(reg)
+
+    def peek_reg(self, reg):
+        return 0 if reg == 0 else self.inner.peek_reg(reg)
+
+    def write_reg(self, reg, value, mask):
+        self.inner.write_reg(reg, value, mask)
+
+
+def test_pci_target_takes_doe_offsets_from_sysfs_when_config_hides_them(fake_sysfs):
+    emu = EmulatedDevice(1, cma_handler=lambda p, s: b"ok" + p)
+    fake_sysfs.add_device("0000:01:00.0", vendor=0x1234, device=0xA11F, config=emu.config.read_bytes())
+    for hook in emu.config.hooks:
+        hook.hook = _Hidden(hook.hook)  # now the "VFIO region" hides both DOE headers
+    with open_target("01:00.0", config=emu.config) as t:
+        assert not t.is_emulated and t.name == "0000:01:00.0"
+        assert t.doe_offsets == [0x180, 0x200]
+        mb = find_mailbox(t.mailboxes(timeout=0.2))
+        assert mb.offset == 0x180 and mb.version == 2
+        assert mb.exchange_object(1, 1, b"hi")[:4] == b"okhi"
+
+
+def test_pci_target_refuses_kernel_users(fake_sysfs):
+    emu = EmulatedDevice(0)
+    fake_sysfs.add_device("0000:02:00.0", driver="cxl_pci", config=emu.config.read_bytes())
+    with open_target("02:00.0", writable=False) as t:
+        assert t.doe_offsets == [0x100]
+        with pytest.raises(DeviceBusy, match="cxl_pci"):
+            t.check_kernel_use(force=False)
+        assert t.check_kernel_use(force=True)
+
+
+def test_missing_pci_device(fake_sysfs):
+    with pytest.raises(DeviceNotFound):
+        open_target("0000:09:00.0")
