@@ -1,0 +1,163 @@
+"""Responder conformance: ERROR codes for bad, out-of-order and unsupported requests.
+
+Mirrors the expectations of the DMTF SPDM-Responder-Validator test cases: VersionMismatch for a
+wrong SPDMVersion, UnexpectedRequest out of order, InvalidRequest for bad fields and lengths,
+UnsupportedRequest for what the responder cannot do.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import responder_config
+
+from pciauth.spdm import algorithms as A
+from pciauth.spdm import constants as C
+from pciauth.spdm import messages as M
+from pciauth.spdm.responder import Responder
+
+E = C.ErrorCode
+V = C.V12
+
+
+def error_of(resp: bytes) -> int | None:
+    return resp[2] if resp[1] == C.Code.ERROR else None
+
+
+def negotiated(version=V, **kw) -> Responder:
+    r = Responder(responder_config(**kw))
+    assert r.handle(M.GetVersion().encode())[1] == C.Code.VERSION
+    caps = M.GetCapabilities(version, 20, C.make_flags({"CERT_CAP": 1, "CHAL_CAP": 1}, C.REQUESTER_FLAGS),
+                             0x1200, 0x1200).encode()
+    assert r.handle(caps)[1] == C.Code.CAPABILITIES
+    alg = M.NegotiateAlgorithms(version, 1, 2 if version >= C.V12 else 0, A.ALL_ASYM, A.ALL_HASH).encode()
+    assert r.handle(alg)[1] == C.Code.ALGORITHMS
+    return r
+
+
+def test_get_version_must_be_1_0():
+    r = Responder(responder_config())
+    resp = r.handle(bytes((0x11, 0x84, 0, 0)))
+    assert error_of(resp) == E.VERSION_MISMATCH and resp[0] == 0x10
+
+
+def test_capabilities_before_version_is_unexpected():
+    r = Responder(responder_config())
+    assert error_of(r.handle(M.GetCapabilities(V, 0, 0x6, 0x1200, 0x1200).encode())) == E.UNEXPECTED_REQUEST
+
+
+def test_capabilities_in_unsupported_version():
+    r = Responder(responder_config(versions=(0x10, 0x11)))
+    r.handle(M.GetVersion().encode())
+    assert error_of(r.handle(M.GetCapabilities(0x12, 0, 6, 0x1200, 0x1200).encode())) == E.VERSION_MISMATCH
+
+
+@pytest.mark.parametrize("flags,dts,mx", [
+    (C.make_flags({"KEY_EX_CAP": 1}, C.REQUESTER_FLAGS), 0x1200, 0x1200),  # KEY_EX without ENCRYPT/MAC
+    (C.make_flags({"PSK_CAP": 3}, C.REQUESTER_FLAGS), 0x1200, 0x1200),
+    (0x6, 41, 0x1200),  # DataTransferSize below MinDataTransferSize
+    (0x6, 0x1200, 0x1000),  # DataTransferSize above MaxSPDMmsgSize
+])
+def test_capabilities_invalid_fields(flags, dts, mx):
+    r = Responder(responder_config())
+    r.handle(M.GetVersion().encode())
+    assert error_of(r.handle(M.GetCapabilities(V, 0, flags, dts, mx).encode())) == E.INVALID_REQUEST
+
+
+def test_capabilities_twice_is_unexpected():
+    r = negotiated()
+    assert error_of(r.handle(M.GetCapabilities(V, 0, 6, 0x1200, 0x1200).encode())) == E.UNEXPECTED_REQUEST
+
+
+def test_algorithms_before_capabilities_is_unexpected():
+    r = Responder(responder_config())
+    r.handle(M.GetVersion().encode())
+    alg = M.NegotiateAlgorithms(V, 1, 2, A.ALL_ASYM, A.ALL_HASH).encode()
+    assert error_of(r.handle(alg)) == E.UNEXPECTED_REQUEST
+
+
+def test_algorithms_bad_length_and_struct_order():
+    r = Responder(responder_config())
+    r.handle(M.GetVersion().encode())
+    r.handle(M.GetCapabilities(V, 0, 6, 0x1200, 0x1200).encode())
+    bad = bytearray(M.NegotiateAlgorithms(V, 1, 2, A.ALL_ASYM, A.ALL_HASH).encode())
+    bad[4] += 1
+    assert error_of(r.handle(bytes(bad))) == E.INVALID_REQUEST
+    unordered = M.NegotiateAlgorithms(V, 1, 2, A.ALL_ASYM, A.ALL_HASH,
+                                      structs=[M.AlgStruct(3, 1), M.AlgStruct(2, 8)]).encode()
+    assert error_of(r.handle(unordered)) == E.INVALID_REQUEST
+
+
+def test_digests_before_negotiation_is_unexpected():
+    r = Responder(responder_config())
+    r.handle(M.GetVersion().encode())
+    assert error_of(r.handle(M.GetDigests(0x10).encode())) == E.UNEXPECTED_REQUEST
+
+
+def test_version_mismatch_after_negotiation():
+    r = negotiated()
+    assert error_of(r.handle(M.GetDigests(0x11).encode())) == E.VERSION_MISMATCH
+
+
+def test_certificate_invalid_slot_and_offset():
+    r = negotiated()
+    assert error_of(r.handle(M.GetCertificate(V, 5, 0, 0x100).encode())) == E.INVALID_REQUEST
+    assert error_of(r.handle(M.GetCertificate(V, 0, 0xFFF0, 0x100).encode())) == E.INVALID_REQUEST
+    ok = r.handle(M.GetCertificate(V, 0, 0, 0x10).encode())
+    cert = M.Certificate.parse(ok)
+    assert len(cert.portion) == 0x10 and cert.remainder > 0
+
+
+def test_challenge_invalid_summary_type_and_slot():
+    r = negotiated()
+    assert error_of(r.handle(M.Challenge(V, 0, 2, b"n" * 32).encode())) == E.INVALID_REQUEST
+    assert error_of(r.handle(M.Challenge(V, 7, 0, b"n" * 32).encode())) == E.INVALID_REQUEST
+    assert error_of(r.handle(M.Challenge(V, 0, 0, b"n" * 31).encode())) == E.INVALID_REQUEST
+
+
+def test_challenge_without_chal_cap_is_unsupported():
+    r = negotiated(capabilities={"CERT_CAP": 1, "MEAS_CAP": 1})
+    assert error_of(r.handle(M.Challenge(V, 0, 0, b"n" * 32).encode())) == E.UNSUPPORTED_REQUEST
+
+
+def test_measurements_invalid_index_and_unsigned_capability():
+    r = negotiated()
+    assert error_of(r.handle(M.GetMeasurements(V, 0, 0x77).encode())) == E.INVALID_REQUEST
+    r = negotiated(capabilities={"CERT_CAP": 1, "CHAL_CAP": 1, "MEAS_CAP": 1})
+    signed = M.GetMeasurements(V, 1, 1, b"n" * 32, 0).encode()
+    assert error_of(r.handle(signed)) == E.INVALID_REQUEST
+
+
+def test_unknown_and_unsupported_codes():
+    r = negotiated()
+    resp = r.handle(bytes((V, 0xE9, 0, 0)))  # KEY_UPDATE: not implemented
+    assert error_of(resp) == E.UNSUPPORTED_REQUEST and resp[3] == 0xE9
+    assert error_of(r.handle(bytes((V, 0x55, 0, 0)))) == E.UNSUPPORTED_REQUEST
+
+
+def test_session_messages_outside_a_session():
+    r = negotiated()
+    assert error_of(r.handle(M.EndSession(V).encode())) == E.SESSION_REQUIRED
+    assert error_of(r.handle(M.Finish(V, b"v" * 48).encode())) == E.UNEXPECTED_REQUEST
+
+
+def test_key_exchange_in_1_0_is_unsupported():
+    r = negotiated(version=0x10)
+    ke = M.KeyExchange(0x10, 0, 0, 1, b"r" * 32, b"d" * 96, b"").encode()
+    assert error_of(r.handle(ke)) == E.UNSUPPORTED_REQUEST
+
+
+def test_short_message_and_secured_garbage():
+    r = negotiated()
+    assert error_of(r.handle(b"\x12")) == E.INVALID_REQUEST
+    assert error_of(r.handle(b"\x01\x02\x03\x04\x05\x06", secured=True)) == E.SESSION_REQUIRED
+
+
+def test_get_version_resets_the_connection():
+    r = negotiated()
+    r.handle(M.GetVersion().encode())
+    assert error_of(r.handle(M.GetDigests(V).encode())) == E.UNEXPECTED_REQUEST
+
+
+def test_respond_if_ready_without_pending_request():
+    r = negotiated()
+    assert error_of(r.handle(M.respond_if_ready(V, 0x83, 1))) == E.UNEXPECTED_REQUEST
