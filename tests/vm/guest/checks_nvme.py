@@ -1,0 +1,76 @@
+"""Guest checks: the NVMe whose DOE mailbox QEMU forwards to ``pciauth responder`` on the host.
+
+The host made a PKI whose leaf names QEMU's NVMe (copied to ``/run/job/pki``) and
+started ``pciauth responder --pki DIR`` before QEMU (``-device nvme,spdm_port=N``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness import NVME_SERIAL, Skip, check, driver_of, expect, module_exists, nvme_bdf, pciauth
+
+PKI = Path("/run/job/pki")
+
+
+def _anchor() -> str:
+    if not PKI.is_dir():
+        raise Skip("no host PKI/responder for the NVMe (host lacks `pciauth pki` or `pciauth responder`)")
+    for alg in ("ecdsa-p256", "ecdsa-p384"):
+        root = PKI / alg / "root.pem"
+        if root.is_file():
+            return str(root)
+    roots = sorted(PKI.glob("*/root.pem"))
+    expect(roots, f"no root.pem under {PKI}")
+    return str(roots[0])
+
+
+def _authenticated(report: dict) -> bool:
+    for key in ("authenticated", "ok"):
+        if isinstance(report.get(key), bool):
+            return report[key]
+    return False
+
+
+@check("nvme_auth_sysfs_doe", variants=("intel-iommu",), needs=("auth",))
+def nvme_auth_sysfs() -> dict:
+    """Authenticate through the DOE mailbox in sysfs config space while nvme keeps the device."""
+    anchor = _anchor()
+    bdf = nvme_bdf()
+    before = driver_of(bdf)
+    res = pciauth("auth", bdf, "--trust-anchor", anchor, "--json")
+    data = res.json()
+    expect(res.status == 0 and _authenticated(data), f"auth over sysfs DOE failed: {res.brief()}")
+    expect(driver_of(bdf) == before, f"auth changed the driver from {before!r} to {driver_of(bdf)!r}")
+    bad = pciauth("auth", bdf, "--json")  # no trust anchor: chain cannot be trusted
+    expect(bad.status in (6, 0), f"auth without a trust anchor: {bad.brief()}")
+    return {"seconds": round(res.seconds, 2), "driver": before, "no_anchor_status": bad.status}
+
+
+def _find_serial(obj: object) -> bool:
+    return NVME_SERIAL in json.dumps(obj)
+
+
+@check("nvme_run_vfio_doe_identify", variants=("intel-iommu",), needs=("run",))
+def nvme_run() -> dict:
+    """``pciauth run``: bind, authenticate over the VFIO config region, Identify DMA, restore nvme."""
+    if not module_exists("pciauth.dma.drivers.nvme"):
+        raise Skip("missing module pciauth.dma.drivers.nvme (no NVMe Identify DMA driver)")
+    if not module_exists("pciauth.vfio.bind"):
+        raise Skip("missing module pciauth.vfio.bind (pciauth cannot bind to vfio-pci)")
+    anchor = _anchor()
+    bdf = nvme_bdf()
+    before = driver_of(bdf)
+    expect(before == "nvme", f"NVMe starts with driver {before!r}, not nvme")
+    res = pciauth("run", bdf, "--trust-anchor", anchor, "--size", "4096", "--json", timeout=600)
+    data = res.json()
+    steps = {s["name"]: s for s in data.get("steps", [])}
+    failed = {n: s.get("detail") for n, s in steps.items() if s["status"] not in ("passed", "skipped")}
+    expect(res.status == 0 and data.get("ok") is True and not failed,
+           f"pciauth run failed steps {failed}: {res.brief()}")
+    for name in ("bind", "authenticate", "restore"):
+        expect(steps.get(name, {}).get("status") == "passed", f"step {name} did not pass: {steps.get(name)}")
+    expect(_find_serial(data), f"the run report does not show the Identify serial {NVME_SERIAL}")
+    expect(driver_of(bdf) == "nvme", f"after run the NVMe has driver {driver_of(bdf)!r}, not nvme")
+    return {"seconds": round(res.seconds, 2), "steps": {n: s["status"] for n, s in steps.items()}}
