@@ -298,6 +298,8 @@ def verify(
 ) -> None:
     """Check an SPDM-format signature; raise :class:`SignatureError` saying why it fails.
 
+    ``public_key`` may also be the private key or an X.509 certificate (its public key is used).
+
     ``allow_little_endian`` (only meaningful for SPDM 1.0/1.1 peers) retries with the signature's
     integers byte-reversed when the big-endian form does not verify.
     """
@@ -325,9 +327,8 @@ def _verify(
     asym_bit: int, hash_bit: int, public_key: Any, signature: bytes, message: bytes, prehashed: bool
 ) -> None:
     algo = asym_algo(asym_bit)
-    hash_name = describe_hash(hash_bit)
     hash_arg = _hash_arg(hash_bit, prehashed)
-    if isinstance(public_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+    if hasattr(public_key, "public_key"):  # a private key: check with its public half
         public_key = public_key.public_key()
     problem = _key_matches(algo, public_key)
     if problem:
@@ -349,9 +350,11 @@ def _verify(
         else:
             public_key.verify(signature, bytes(message), _rsa_padding(algo, hash_bit), hash_arg)
     except InvalidSignature:
-        raise SignatureError(f"{algo.name}/{hash_name} signature does not verify with the given public key")
+        raise SignatureError(
+            f"{algo.name}/{describe_hash(hash_bit)} signature does not verify with the given public key"
+        )
     except ValueError as exc:  # e.g. a prehashed digest of the wrong size
-        raise SignatureError(f"{algo.name}/{hash_name} signature check failed: {exc}")
+        raise SignatureError(f"{algo.name}/{describe_hash(hash_bit)} signature check failed: {exc}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,32 +415,50 @@ def dhe_shared(
 # --------------------------------------------------------------------------------------------
 
 
-def _aead(aead_bit: int, key: bytes, iv: bytes) -> tuple[AeadSuite, Any]:
-    suite = aead_suite(aead_bit)
-    if len(key) != suite.key_size:
-        raise UsageError(f"{suite.name} key is {len(key)} bytes, expected {suite.key_size}")
-    if len(iv) != suite.iv_size:
-        raise UsageError(f"{suite.name} IV is {len(iv)} bytes, expected {suite.iv_size}")
-    return suite, suite.cipher_cls(bytes(key))
+class AeadKey:
+    """An AEAD key bound to its suite, ready for many records (the cipher is set up once)."""
+
+    def __init__(self, aead_bit: int, key: bytes) -> None:
+        self.suite = aead_suite(aead_bit)
+        if len(key) != self.suite.key_size:
+            raise UsageError(f"{self.suite.name} key is {len(key)} bytes, expected {self.suite.key_size}")
+        self._cipher = self.suite.cipher_cls(bytes(key))
+
+    def __repr__(self) -> str:
+        return f"AeadKey({self.suite.name})"
+
+    def _check_iv(self, iv: bytes) -> bytes:
+        if len(iv) != self.suite.iv_size:
+            raise UsageError(f"{self.suite.name} IV is {len(iv)} bytes, expected {self.suite.iv_size}")
+        return bytes(iv)
+
+    def encrypt(self, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        """``ciphertext || tag`` (tag of ``suite.tag_size`` bytes)."""
+        return self._cipher.encrypt(self._check_iv(iv), bytes(plaintext), bytes(aad))
+
+    def decrypt(self, iv: bytes, aad: bytes, ciphertext_and_tag: bytes) -> bytes:
+        """The plaintext; :class:`DecryptError` when the tag does not authenticate."""
+        iv = self._check_iv(iv)
+        tag = self.suite.tag_size
+        if len(ciphertext_and_tag) < tag:
+            raise MalformedData(
+                f"{self.suite.name} record is {len(ciphertext_and_tag)} bytes, shorter than its {tag}-byte MAC",
+                field="MAC",
+            )
+        try:
+            return self._cipher.decrypt(iv, bytes(ciphertext_and_tag), bytes(aad))
+        except InvalidTag:
+            raise DecryptError(
+                f"{self.suite.name} MAC does not authenticate the record "
+                "(wrong key, sequence number or tampered data)"
+            )
 
 
 def aead_encrypt(aead_bit: int, key: bytes, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
     """Encrypt; returns ``ciphertext || tag`` (tag of ``AEAD_SUITES[bit].tag_size`` bytes)."""
-    _suite, cipher = _aead(aead_bit, key, iv)
-    return cipher.encrypt(bytes(iv), bytes(plaintext), bytes(aad))
+    return AeadKey(aead_bit, key).encrypt(iv, aad, plaintext)
 
 
 def aead_decrypt(aead_bit: int, key: bytes, iv: bytes, aad: bytes, ciphertext_and_tag: bytes) -> bytes:
     """Decrypt ``ciphertext || tag``; :class:`DecryptError` when the tag does not authenticate."""
-    suite, cipher = _aead(aead_bit, key, iv)
-    if len(ciphertext_and_tag) < suite.tag_size:
-        raise MalformedData(
-            f"{suite.name} record is {len(ciphertext_and_tag)} bytes, shorter than its {suite.tag_size}-byte MAC",
-            field="MAC",
-        )
-    try:
-        return cipher.decrypt(bytes(iv), bytes(ciphertext_and_tag), bytes(aad))
-    except InvalidTag:
-        raise DecryptError(
-            f"{suite.name} MAC does not authenticate the record (wrong key, sequence number or tampered data)"
-        )
+    return AeadKey(aead_bit, key).decrypt(iv, aad, ciphertext_and_tag)

@@ -126,18 +126,22 @@ class KeySchedule:
     aead_bit: int
 
     def __post_init__(self) -> None:
-        version_label(self.version)  # validates: sessions need 1.1+
-        hash_algo(self.hash_bit)
+        # validated once here: sessions need SPDM 1.1+, a known hash and AEAD
+        object.__setattr__(self, "_label", version_label(self.version))
+        object.__setattr__(self, "_hash", hash_algo(self.hash_bit))
         aead_suite(self.aead_bit)
 
     @property
     def hash_size(self) -> int:
-        return hash_algo(self.hash_bit).size
+        return self._hash.size
 
     def expand(self, secret: bytes, label: bytes, context: bytes = b"", length: int | None = None) -> bytes:
         """``HKDF-Expand(secret, BinConcat(length, version, label, context), length)``."""
-        n = self.hash_size if length is None else length
-        return hkdf_expand(self.hash_bit, secret, bin_concat(self.version, n, label, context), n)
+        n = self._hash.size if length is None else length
+        if not 0 < n <= 0xFFFF:
+            raise UsageError(f"BinConcat length {n} does not fit 16 bits")
+        info = n.to_bytes(2, "little") + self._label + bytes(label) + bytes(context)
+        return hkdf_expand(self.hash_bit, secret, info, n)
 
     def _check_hash(self, name: str, value: bytes) -> bytes:
         if len(value) != self.hash_size:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pciauth.errors import MalformedData, SpdmError, UsageError
-from pciauth.spdm.algorithms import DecryptError, aead_decrypt, aead_encrypt, aead_suite
+from pciauth.spdm.algorithms import AeadKey, DecryptError, aead_suite
 from pciauth.spdm.keyschedule import REQUESTER, RESPONDER, SessionKeys, TrafficKeys
 
 SESSION_ID_SIZE = 4
@@ -123,6 +123,7 @@ class RecordCipher:
         if len(keys.key) != self.suite.key_size or len(keys.iv) != self.suite.iv_size:
             raise UsageError(f"{self.name} keys do not fit {self.suite.name}")
         self.keys = keys
+        self._aead = AeadKey(self.aead_bit, keys.key)
 
     def rekey(self, keys: TrafficKeys) -> None:
         """Switch to new keys (data phase, KEY_UPDATE); the sequence number restarts at 0."""
@@ -131,13 +132,13 @@ class RecordCipher:
         self.closed = None
 
     def iv_for(self, sequence: int) -> bytes:
-        """The AEAD nonce of record ``sequence``: the IV with the sequence number XORed in."""
-        iv = bytearray(self.keys.iv)
-        seq = sequence.to_bytes(8, self.fmt.seq_endian)
-        start = 0 if self.fmt.seq_endian == "little" else len(iv) - 8
-        for i, b in enumerate(seq):
-            iv[start + i] ^= b
-        return bytes(iv)
+        """The AEAD nonce of record ``sequence``: the IV with the sequence number XORed in.
+
+        Little endian: the 64-bit number XORed into IV bytes 0-7; big endian: into the last 8
+        bytes. Both are an integer XOR of the IV read in that byte order.
+        """
+        iv, order = self.keys.iv, self.fmt.seq_endian
+        return (int.from_bytes(iv, order) ^ sequence).to_bytes(len(iv), order)
 
     def _next_sequence(self) -> int:
         if self.closed:
@@ -171,8 +172,8 @@ class RecordCipher:
         header = self._header(session_id, seq, body_size + tag)
         iv = self.iv_for(seq)
         if self.fmt.encrypt:
-            return header + aead_encrypt(self.aead_bit, self.keys.key, iv, header, plaintext)
-        mac = aead_encrypt(self.aead_bit, self.keys.key, iv, header + app_message, b"")
+            return header + self._aead.encrypt(iv, header, plaintext)
+        mac = self._aead.encrypt(iv, header + app_message, b"")
         return header + app_message + mac
 
     def open(self, session_id: int, record: bytes) -> bytes:
@@ -224,10 +225,10 @@ class RecordCipher:
         body = record[hsize : hsize + length]
         try:
             if fmt.encrypt:
-                plaintext = aead_decrypt(self.aead_bit, self.keys.key, self.iv_for(seq), header, body)
+                plaintext = self._aead.decrypt(self.iv_for(seq), header, body)
             else:
                 app = body[:-tag]
-                aead_decrypt(self.aead_bit, self.keys.key, self.iv_for(seq), header + app, body[-tag:])
+                self._aead.decrypt(self.iv_for(seq), header + app, body[-tag:])
                 return app
         except DecryptError as exc:
             self.closed = f"closed after record {seq} failed its MAC check"
