@@ -286,6 +286,25 @@ def ecdsa_raw_to_der(asym_bit: int, signature: bytes) -> bytes:
     )
 
 
+def signature_for_openssl(asym_bit: int, signature: bytes) -> bytes:
+    """The signature as ``openssl dgst -verify`` reads it: DER for ECDSA, unchanged for RSA."""
+    if asym_algo(asym_bit).scheme == "ecdsa":
+        return ecdsa_raw_to_der(asym_bit, signature)
+    return bytes(signature)
+
+
+def openssl_verify_args(asym_bit: int, hash_bit: int) -> list[str]:
+    """``openssl dgst`` options that check an SPDM signature over the signed message.
+
+    Use as ``openssl dgst <args> -verify pub.pem -signature sig.bin message.bin`` where
+    ``message.bin`` is :func:`signing_message` and ``sig.bin`` is :func:`signature_for_openssl`.
+    """
+    args = [f"-{hash_algo(hash_bit).name}"]
+    if asym_algo(asym_bit).scheme == "rsapss":
+        args += ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"]
+    return args
+
+
 def verify(
     asym_bit: int,
     hash_bit: int,

@@ -8,6 +8,8 @@ import itertools
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pciauth.errors import MalformedData, PciauthError, SignatureError, UsageError
 from pciauth.spdm import algorithms as alg
@@ -423,3 +425,44 @@ def test_little_endian_signatures_of_old_devices(asym, keys_by_asym):
     alg.verify(asym, alg.HASH_SHA256, key.public_key(), sig, b"m", allow_little_endian=True)
     with pytest.raises(SignatureError):
         alg.verify(asym, alg.HASH_SHA256, key.public_key(), little, b"M", allow_little_endian=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties: bytes from a peer only ever raise pciauth errors
+# ---------------------------------------------------------------------------------------------
+
+_DHE_PRIV = {g: alg.dhe_generate(g)[0] for g in alg.DHE_GROUPS}
+
+
+@settings(max_examples=300, deadline=None)
+@given(group=st.sampled_from(sorted(alg.DHE_GROUPS)), data=st.binary(max_size=130))
+def test_property_dhe_peer_bytes(group, data):
+    try:
+        secret = alg.dhe_shared(group, _DHE_PRIV[group], data)
+    except MalformedData as exc:
+        assert exc.field == "ExchangeData"
+        return
+    # accepted only as a real point of the right size
+    assert len(data) == alg.DHE_GROUPS[group].public_size
+    assert len(secret) == alg.DHE_GROUPS[group].shared_size
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    asym=st.sampled_from(
+        [alg.ASYM_ECDSA_P256, alg.ASYM_ECDSA_P384, alg.ASYM_RSASSA_2048, alg.ASYM_RSAPSS_2048]
+    ),
+    data=st.binary(max_size=300),
+    little=st.booleans(),
+)
+def test_property_random_signatures_never_verify(asym, data, little, keys_by_asym):
+    key = keys_by_asym[asym]
+    with pytest.raises(SignatureError):
+        alg.verify(asym, alg.HASH_SHA256, key.public_key(), data, b"message", allow_little_endian=little)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=200), aad=st.binary(max_size=20))
+def test_property_aead_garbage(data, aad):
+    with pytest.raises(PciauthError):
+        alg.aead_decrypt(alg.AEAD_AES_256_GCM, bytes(32), bytes(12), aad, data)

@@ -76,13 +76,12 @@ def test_openssl_verifies_pciauth_signature(case, keys_by_asym, tmp_path):
     transcript = b"\x12\x84\x00\x00" * 40  # stands for M1/M2
     message = alg.signing_message(0x12, alg.CONTEXT_CHALLENGE_AUTH, transcript, h)
     sig = alg.sign(asym, h, key, message)
-    wire = alg.ecdsa_raw_to_der(asym, sig) if alg.ASYM_ALGOS[asym].scheme == "ecdsa" else sig
+    wire = alg.signature_for_openssl(asym, sig)
     (tmp_path / "msg.bin").write_bytes(message)
     (tmp_path / "sig.bin").write_bytes(wire)
     ok = _openssl(
         "dgst",
-        DGST[h],
-        *_pss_opts(asym),
+        *alg.openssl_verify_args(asym, h),
         "-verify",
         str(pub),
         "-signature",
@@ -94,8 +93,7 @@ def test_openssl_verifies_pciauth_signature(case, keys_by_asym, tmp_path):
     (tmp_path / "msg.bin").write_bytes(message[:-1] + bytes([message[-1] ^ 1]))
     bad = _openssl(
         "dgst",
-        DGST[h],
-        *_pss_opts(asym),
+        *alg.openssl_verify_args(asym, h),
         "-verify",
         str(pub),
         "-signature",
