@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from fakekernel import FakeKernel
+from fake_vfio_kernel import FakeKernel
 
 from pciauth.uapi import sys as usys
 from pciauth.uapi.structs import ffi

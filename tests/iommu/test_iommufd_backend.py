@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from fakekernel import FakeKernel
+from fake_vfio_kernel import FakeKernel
 
 from pciauth.errors import HostNotReady, IommuError, MalformedData, PermissionDeniedError, UsageError
 from pciauth.iommu.iommufd import IommufdBackend

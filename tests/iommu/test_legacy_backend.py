@@ -6,7 +6,7 @@ import errno
 import struct
 
 import pytest
-from fakekernel import FakeKernel, FakePciFunction
+from fake_vfio_kernel import FakeKernel, FakePciFunction
 
 from pciauth.errors import HostNotReady, IommuError, MalformedData, RefusedError
 from pciauth.iommu.legacy import LegacyBackend, parse_iova_cap
