@@ -264,6 +264,10 @@ def sign(asym_bit: int, hash_bit: int, private_key: Any, message: bytes, *, preh
     if problem or not hasattr(private_key, "sign"):
         raise UsageError(f"cannot sign: {problem or 'not a private key'}")
     hash_arg = _hash_arg(hash_bit, prehashed)
+    if prehashed and len(message) != hash_size(hash_bit):
+        raise UsageError(
+            f"prehashed message is {len(message)} bytes, {describe_hash(hash_bit)} gives {hash_size(hash_bit)}"
+        )
     if algo.scheme == "ecdsa":
         der = private_key.sign(bytes(message), ec.ECDSA(hash_arg))
         r, s = utils.decode_dss_signature(der)

@@ -466,3 +466,31 @@ def test_property_random_signatures_never_verify(asym, data, little, keys_by_asy
 def test_property_aead_garbage(data, aad):
     with pytest.raises(PciauthError):
         alg.aead_decrypt(alg.AEAD_AES_256_GCM, bytes(32), bytes(12), aad, data)
+
+
+def test_verify_with_certificate_and_prehashed_sizes(keys_by_asym):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = keys_by_asym[alg.ASYM_ECDSA_P384]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA384())
+    )
+    sig = alg.sign(alg.ASYM_ECDSA_P384, alg.HASH_SHA384, key, b"m")
+    alg.verify(alg.ASYM_ECDSA_P384, alg.HASH_SHA384, cert, sig, b"m")
+    with pytest.raises(UsageError, match="prehashed"):
+        alg.sign(alg.ASYM_ECDSA_P384, alg.HASH_SHA384, key, bytes(32), prehashed=True)
+    with pytest.raises(SignatureError):
+        alg.verify(alg.ASYM_ECDSA_P384, alg.HASH_SHA384, key.public_key(), sig, bytes(32), prehashed=True)
