@@ -1,0 +1,276 @@
+"""Record and replay an authentication at the DOE object level.
+
+``RecordingTransport`` wraps any transport and keeps the ordered transcript: for each exchange
+the DOE object type (1 CMA, 2 secured CMA), the request payload as the mailbox sent it (dword
+padded), and the response payload (or the error that ended it). ``pciauth auth --record FILE``
+writes it as JSON with the target's identity and the options used.
+
+``ReplayTransport`` answers from such a file: each request must equal the recorded one, or the
+replay stops with :class:`ReplayDivergence` naming the exchange and the first differing byte.
+So that the requester sends the same requests, its random draws (nonces, RequesterContext) are
+recorded too and fed back (:func:`random_source`). A secured session cannot be re-run offline
+(its ephemeral DHE key never leaves the requester), so a replay re-verifies everything before it.
+
+File format (``format`` = ``pciauth-doe-recording``, ``version`` = 1)::
+
+    {"target": {...}, "identity": {...}, "options": {...}, "random": ["hex", ...],
+     "exchanges": [{"type": 1, "request": "hex", "response": "hex"} | {..., "error": {...}}]}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pciauth.doe.mailbox import TYPE_CMA, TYPE_SECURED_CMA, VENDOR_PCISIG
+from pciauth.errors import DataMismatch, MalformedData, NotFoundError, PciauthError, TransportError
+
+FORMAT = "pciauth-doe-recording"
+VERSION = 1
+#: A recording larger than this is refused before parsing.
+MAX_RECORDING_BYTES = 64 << 20
+MAX_EXCHANGES = 10_000
+
+
+class ReplayDivergence(DataMismatch):
+    """The replayed requester asked something the recording does not hold."""
+
+
+class SessionNotReplayable(TransportError):
+    """The replay reached the recorded KEY_EXCHANGE: a session's keys cannot be re-created."""
+
+
+KEY_EXCHANGE = 0xE4
+
+
+def _pad(data: bytes) -> bytes:
+    return bytes(data) + b"\0" * (-len(data) % 4)
+
+
+class RecordingTransport:
+    """Pass exchanges to ``inner`` and keep them in :attr:`exchanges_log`."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.exchanges_log: list[dict] = []
+        self.random_draws: list[bytes] = []
+
+    @property
+    def exchanges(self) -> int:
+        return len(self.exchanges_log)
+
+    def exchange(self, message: bytes, *, secured: bool = False) -> bytes:
+        entry: dict[str, Any] = {
+            "vendor": VENDOR_PCISIG,
+            "type": TYPE_SECURED_CMA if secured else TYPE_CMA,
+            "request": _pad(message).hex(),
+        }
+        self.exchanges_log.append(entry)
+        try:
+            response = self.inner.exchange(message, secured=secured)
+        except PciauthError as e:
+            entry["error"] = {"type": type(e).__name__, "message": e.message}
+            raise
+        entry["response"] = bytes(response).hex()
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def draw(self, n: int) -> bytes:
+        """A random source for the requester that remembers what it drew."""
+        data = os.urandom(n)
+        self.random_draws.append(data)
+        return data
+
+    def save(self, path: str, *, target: dict, identity: dict | None, options: dict) -> None:
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "target": target,
+            "identity": identity,
+            "options": options,
+            "random": [d.hex() for d in self.random_draws],
+            "exchanges": self.exchanges_log,
+        }
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+
+
+class Recording:
+    """A parsed, checked recording."""
+
+    def __init__(self, doc: dict, path: str = "recording") -> None:
+        self.path = path
+        self.target: dict = _field(doc, "target", dict, path)
+        self.identity: dict | None = doc.get("identity") if isinstance(doc.get("identity"), dict) else None
+        self.options: dict = _field(doc, "options", dict, path)
+        self.random = [_hex(x, f"random[{i}]", path) for i, x in enumerate(_field(doc, "random", list, path))]
+        raw = _field(doc, "exchanges", list, path)
+        if len(raw) > MAX_EXCHANGES:
+            raise MalformedData(f"{path}: {len(raw)} exchanges, more than {MAX_EXCHANGES}", field="exchanges")
+        self.exchanges: list[dict] = []
+        for i, e in enumerate(raw):
+            if not isinstance(e, dict) or e.get("type") not in (TYPE_CMA, TYPE_SECURED_CMA):
+                raise MalformedData(f"{path}: exchange {i} has no valid type", field=f"exchanges[{i}].type")
+            item = {"type": e["type"], "request": _hex(e.get("request"), f"exchanges[{i}].request", path)}
+            if "error" in e:
+                err = e["error"] if isinstance(e["error"], dict) else {}
+                item["error"] = str(err.get("message", "recorded transport error"))[:500]
+            else:
+                item["response"] = _hex(e.get("response"), f"exchanges[{i}].response", path)
+            self.exchanges.append(item)
+
+    @classmethod
+    def load(cls, path: str) -> Recording:
+        try:
+            size = os.path.getsize(path)
+            if size > MAX_RECORDING_BYTES:
+                raise MalformedData(f"{path}: {size} bytes, larger than {MAX_RECORDING_BYTES}", field="size")
+            with open(path, "rb") as f:
+                doc = json.loads(f.read())
+        except FileNotFoundError:
+            raise NotFoundError(f"no recording at {path}", path=path) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise MalformedData(f"{path}: not a pciauth recording (bad JSON: {e})", field="json", path=path)
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise MalformedData(f"{path}: not a pciauth recording (format field)", field="format", path=path)
+        if doc.get("version") != VERSION:
+            raise MalformedData(f"{path}: recording version {doc.get('version')!r} unsupported", field="version")
+        return cls(doc, path)
+
+    @property
+    def secured_exchanges(self) -> int:
+        return sum(1 for e in self.exchanges if e["type"] == TYPE_SECURED_CMA)
+
+
+def _field(doc: dict, name: str, kind: type, path: str) -> Any:
+    value = doc.get(name)
+    if not isinstance(value, kind):
+        raise MalformedData(f"{path}: field {name!r} missing or not a {kind.__name__}", field=name, path=path)
+    return value
+
+
+def _hex(value: Any, name: str, path: str) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedData(f"{path}: {name} is not a hex string", field=name, path=path)
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise MalformedData(f"{path}: {name} is not hex", field=name, path=path) from None
+
+
+class ReplayTransport:
+    """Answer from a :class:`Recording`; raise :class:`ReplayDivergence` on any difference."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self.position = 0
+        self.divergence: str | None = None
+        self.stopped_at_session = False
+
+    @property
+    def exchanges(self) -> int:
+        return self.position
+
+    @property
+    def remaining(self) -> int:
+        return len(self.recording.exchanges) - self.position
+
+    def _diverge(self, message: str) -> ReplayDivergence:
+        self.divergence = message
+        return ReplayDivergence(message, path=self.recording.path)
+
+    def exchange(self, message: bytes, *, secured: bool = False) -> bytes:
+        index = self.position
+        if index >= len(self.recording.exchanges):
+            raise self._diverge(
+                f"exchange {index}: the requester sent a request the recording does not have "
+                f"(request code 0x{message[1]:02x})" if len(message) > 1 else f"exchange {index}: extra request"
+            )
+        entry = self.recording.exchanges[index]
+        want_type = TYPE_SECURED_CMA if secured else TYPE_CMA
+        if entry["type"] != want_type:
+            raise self._diverge(f"exchange {index}: object type {want_type}, recorded {entry['type']}")
+        sent = _pad(message)
+        recorded_code = entry["request"][1] if len(entry["request"]) > 1 else None
+        if recorded_code == KEY_EXCHANGE and len(sent) > 1 and sent[1] == KEY_EXCHANGE:
+            self.stopped_at_session = True
+            raise SessionNotReplayable(
+                f"exchange {index}: the recorded secured session cannot be re-run offline "
+                "(its ephemeral DHE key never left the requester)"
+            )
+        if sent != entry["request"]:
+            at = next((i for i, (a, b) in enumerate(zip(sent, entry["request"], strict=False)) if a != b),
+                      min(len(sent), len(entry["request"])))  # fmt: skip
+            raise self._diverge(
+                f"exchange {index}: request differs from the recording at byte {at} "
+                f"({len(sent)} bytes sent, {len(entry['request'])} recorded)"
+            )
+        self.position += 1
+        if "error" in entry:
+            raise TransportError(f"exchange {index} (recorded): {entry['error']}")
+        return entry["response"]
+
+    def close(self) -> None:
+        pass
+
+
+def random_source(recording: Recording) -> Callable[[int], bytes]:
+    """The requester's random draws, as recorded, in order (then fresh randomness)."""
+    draws: Iterator[bytes] = iter(recording.random)
+
+    def draw(n: int) -> bytes:
+        value = next(draws, None)
+        if value is None or len(value) != n:
+            return os.urandom(n)  # the replay then diverges on the request, and says where
+        return value
+
+    return draw
+
+
+#: Modules whose ``os.urandom`` the requester uses for nonces and contexts.
+_REQUESTER_MODULES = ("pciauth.spdm.requester", "pciauth.spdm.requester_session")
+
+
+class _OsWithRandom:
+    """Stands in for the ``os`` module inside the requester modules, with another urandom."""
+
+    def __init__(self, real: Any, draw: Callable[[int], bytes]) -> None:
+        self._real, self.urandom = real, draw
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def requester_random(draw: Callable[[int], bytes]) -> Iterator[None]:
+    """Make the SPDM requester take its random bytes from ``draw`` for the duration.
+
+    Until ``RequesterConfig`` takes a random source itself, this swaps the ``os`` name the
+    requester modules use, and restores it on exit.
+    """
+    import importlib
+
+    saved = []
+    for name in _REQUESTER_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(mod, "os"):
+            saved.append((mod, mod.os))
+            mod.os = _OsWithRandom(mod.os, draw)
+    try:
+        yield
+    finally:
+        for mod, real in saved:
+            mod.os = real

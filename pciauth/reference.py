@@ -1,0 +1,160 @@
+"""Reference values for regression scripts: ``pciauth auth --save-reference`` / ``--expect``.
+
+A reference file holds what should not change between two authentications of the same device:
+the negotiated version and algorithms, each slot's chain digest and certificate fingerprints, and
+every measurement (index, type, value). :func:`compare` lists each difference on its own, so a
+firmware update shows up as "measurement 2 (mutable_firmware) changed". Nonces, signatures and
+session keys are fresh every time and are not part of a reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pciauth.errors import MalformedData, NotFoundError
+
+FORMAT = "pciauth-reference"
+VERSION = 1
+MAX_REFERENCE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class Difference:
+    what: str  # "measurement", "slot", "certificate", "version", "algorithm", "identity"
+    key: str  # index, slot number, algorithm name
+    expected: Any
+    actual: Any
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"what": self.what, "key": self.key, "expected": self.expected,
+                "actual": self.actual, "message": self.message}  # fmt: skip
+
+
+def _fingerprints(pems: list[str]) -> list[str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    out = []
+    for pem in pems:
+        try:
+            out.append(x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex())
+        except ValueError:
+            out.append("unparsable")
+    return out
+
+
+def reference_from_report(report: dict, *, device: str | None = None, identity: dict | None = None) -> dict:
+    """The reference values in an ``AuthReport.to_dict()``."""
+    algorithms = report.get("algorithms") or {}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "device": device,
+        "identity": identity,
+        "spdm_version": report.get("version"),
+        "algorithms": {k: algorithms.get(k) for k in ("base_asym", "base_hash", "measurement_hash")},
+        "slots": [
+            {
+                "slot": s.get("slot"),
+                "digest": s.get("digest"),
+                "certificates_sha256": _fingerprints(s.get("certificates_pem") or []),
+            }
+            for s in report.get("slots") or []
+        ],
+        "measurements": None
+        if report.get("measurement_count") is None
+        else [
+            {"index": m.get("index"), "type": m.get("type"), "representation": m.get("representation"),
+             "value": m.get("value")}  # fmt: skip
+            for m in report.get("measurements") or []
+        ],
+    }
+
+
+def save_reference(path: str, reference: dict) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(reference, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def load_reference(path: str) -> dict:
+    try:
+        if os.path.getsize(path) > MAX_REFERENCE_BYTES:
+            raise MalformedData(f"{path}: larger than {MAX_REFERENCE_BYTES} bytes", field="size", path=path)
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        raise NotFoundError(f"no reference file at {path}", path=path) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MalformedData(f"{path}: not a pciauth reference (bad JSON: {e})", field="json", path=path)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise MalformedData(f"{path}: not a pciauth reference (format/version)", field="format", path=path)
+    for name in ("slots",):
+        if not isinstance(doc.get(name), list):
+            raise MalformedData(f"{path}: field {name!r} is not a list", field=name, path=path)
+    if doc.get("measurements") is not None and not isinstance(doc["measurements"], list):
+        raise MalformedData(f"{path}: field 'measurements' is not a list", field="measurements", path=path)
+    return doc
+
+
+def _by(items: list, key: str, path: str, field: str) -> dict:
+    out = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or key not in item:
+            raise MalformedData(f"{path}: {field}[{i}] has no {key!r}", field=f"{field}[{i}]")
+        out[str(item[key])] = item
+    return out
+
+
+def compare(expected: dict, actual: dict, *, path: str = "reference") -> list[Difference]:
+    """Every difference between two references (``expected`` from a file, ``actual`` fresh)."""
+    diffs: list[Difference] = []
+
+    def add(what: str, key: str, exp: Any, act: Any, message: str) -> None:
+        diffs.append(Difference(what, key, exp, act, message))
+
+    if expected.get("spdm_version") != actual.get("spdm_version"):
+        add("version", "spdm", expected.get("spdm_version"), actual.get("spdm_version"),
+            f"SPDM version {expected.get('spdm_version')} became {actual.get('spdm_version')}")
+    exp_alg, act_alg = expected.get("algorithms") or {}, actual.get("algorithms") or {}
+    for name in sorted(set(exp_alg) | set(act_alg)):
+        if exp_alg.get(name) != act_alg.get(name):
+            add("algorithm", name, exp_alg.get(name), act_alg.get(name),
+                f"algorithm {name} {exp_alg.get(name)} became {act_alg.get(name)}")
+    exp_slots = _by(expected.get("slots") or [], "slot", path, "slots")
+    act_slots = _by(actual.get("slots") or [], "slot", path, "slots")
+    for key in sorted(set(exp_slots) | set(act_slots)):
+        e, a = exp_slots.get(key), act_slots.get(key)
+        if e is None or a is None:
+            add("slot", key, e is not None, a is not None,
+                f"certificate slot {key} {'disappeared' if a is None else 'is new'}")
+            continue
+        if e.get("digest") != a.get("digest"):
+            add("slot", key, e.get("digest"), a.get("digest"), f"certificate slot {key}: chain digest changed")
+        ec, ac = e.get("certificates_sha256") or [], a.get("certificates_sha256") or []
+        for i in range(max(len(ec), len(ac))):
+            ev, av = (ec[i] if i < len(ec) else None), (ac[i] if i < len(ac) else None)
+            if ev != av:
+                add("certificate", f"{key}.{i}", ev, av, f"certificate slot {key}: certificate {i} changed")
+    exp_m, act_m = expected.get("measurements"), actual.get("measurements")
+    if exp_m is not None and act_m is None:
+        add("measurement", "*", len(exp_m), None, "measurements were not collected, the reference has them")
+    elif exp_m is not None and act_m is not None:
+        e_by, a_by = _by(exp_m, "index", path, "measurements"), _by(act_m, "index", path, "measurements")
+        for key in sorted(set(e_by) | set(a_by), key=lambda k: (len(k), k)):
+            e, a = e_by.get(key), a_by.get(key)
+            if e is None:
+                add("measurement", key, None, a.get("value"), f"measurement {key} ({a.get('type')}) is new")
+            elif a is None:
+                add("measurement", key, e.get("value"), None, f"measurement {key} ({e.get('type')}) is missing")
+            elif (e.get("value"), e.get("type")) != (a.get("value"), a.get("type")):
+                add("measurement", key, e.get("value"), a.get("value"),
+                    f"measurement {key} ({a.get('type')}) changed: {str(e.get('value'))[:16]}... "
+                    f"-> {str(a.get('value'))[:16]}...")
+    return diffs
