@@ -329,3 +329,51 @@ def test_property_round_trip_with_doe_padding(messages, pad):
     for m in messages:
         assert rsp.decrypt(req.encrypt(m) + bytes(len(pad))) == m
         assert req.decrypt(rsp.encrypt(m)) == m
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2", "1.3"])
+@pytest.mark.parametrize("group", list(alg.DHE_GROUPS), ids=alg.describe_dhe)
+def test_both_sides_agree_from_their_own_dhe_keys(version, group, keys_by_asym):
+    """The crypto of KEY_EXCHANGE .. FINISH .. KEY_UPDATE .. END_SESSION, each side on its own."""
+    h, aead, asym = alg.HASH_SHA384, alg.AEAD_AES_256_GCM, alg.ASYM_ECDSA_P384
+    req_priv, req_pub = alg.dhe_generate(group)
+    rsp_priv, rsp_pub = alg.dhe_generate(group)
+    transcript = b"VCA|Ct|KEY_EXCHANGE" + req_pub + b"|KEY_EXCHANGE_RSP" + rsp_pub
+    # responder: sign the transcript, derive keys, compute ResponderVerifyData
+    sig = alg.sign(
+        asym, h, keys_by_asym[asym], alg.signing_message(version, alg.CONTEXT_KEY_EXCHANGE_RSP, transcript, h)
+    )
+    th1 = alg.hash_bytes(h, transcript + sig)
+    rsp_keys = ks.SessionKeys.from_dhe(version, h, aead, alg.dhe_shared(group, rsp_priv, req_pub), th1)
+    verify_data = rsp_keys.responder_verify_data(th1)
+    # requester: check the signature and the verify data with its own DHE secret
+    alg.verify(
+        asym,
+        h,
+        keys_by_asym[asym].public_key(),
+        sig,
+        alg.signing_message(version, alg.CONTEXT_KEY_EXCHANGE_RSP, transcript, h),
+    )
+    req_keys = ks.SessionKeys.from_dhe(version, h, aead, alg.dhe_shared(group, req_priv, rsp_pub), th1)
+    req_keys.check_responder_verify_data(th1, verify_data)
+    req = sec.SecuredSession.from_keys(SID, req_keys, role=ks.REQUESTER)
+    rsp = sec.SecuredSession.from_keys(SID, rsp_keys, role=ks.RESPONDER)
+    th_f = alg.hash_bytes(h, transcript + sig + verify_data + b"FINISH")
+    finish = req.encrypt(b"FINISH" + req_keys.requester_verify_data(th_f))
+    opened = rsp.decrypt(finish)
+    rsp_keys.check_requester_verify_data(th_f, opened[len(b"FINISH") :])
+    req.decrypt(rsp.encrypt(b"FINISH_RSP"))
+    th2 = alg.hash_bytes(h, transcript + sig + verify_data + opened + b"FINISH_RSP")
+    for keys, session, role in ((req_keys, req, ks.REQUESTER), (rsp_keys, rsp, ks.RESPONDER)):
+        keys.derive_data_keys(th2)
+        session.enter_data_phase(keys, role=role)
+    assert req_keys.export_master_secret == rsp_keys.export_master_secret
+    assert rsp.decrypt(req.encrypt(b"GET_MEASUREMENTS")) == b"GET_MEASUREMENTS"
+    assert req.decrypt(rsp.encrypt(b"MEASUREMENTS")) == b"MEASUREMENTS"
+    # KEY_UPDATE (UpdateAllKeys): both directions move on
+    req.update_keys(send=req_keys.update(ks.REQUESTER), receive=req_keys.update(ks.RESPONDER))
+    rsp.update_keys(receive=rsp_keys.update(ks.REQUESTER), send=rsp_keys.update(ks.RESPONDER))
+    req.commit()
+    rsp.commit()
+    assert rsp.decrypt(req.encrypt(b"END_SESSION")) == b"END_SESSION"
+    assert req.decrypt(rsp.encrypt(b"END_SESSION_ACK")) == b"END_SESSION_ACK"
