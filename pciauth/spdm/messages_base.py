@@ -34,31 +34,35 @@ class Reader:
             )
 
     def take(self, n: int, fld: str) -> bytes:
-        self.need(n, fld)
+        if n < 0 or self.pos + n > len(self.data):
+            self.need(n, fld)
         out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
     def u8(self, fld: str) -> int:
-        self.need(1, fld)
-        v = self.data[self.pos]
-        self.pos += 1
-        return v
+        pos = self.pos
+        if pos >= len(self.data):
+            self.need(1, fld)
+        self.pos = pos + 1
+        return self.data[pos]
 
     def u16(self, fld: str) -> int:
-        self.need(2, fld)
-        v = _U16.unpack_from(self.data, self.pos)[0]
-        self.pos += 2
-        return v
+        pos = self.pos
+        if pos + 2 > len(self.data):
+            self.need(2, fld)
+        self.pos = pos + 2
+        return _U16.unpack_from(self.data, pos)[0]
 
     def u24(self, fld: str) -> int:
         return int.from_bytes(self.take(3, fld), "little")
 
     def u32(self, fld: str) -> int:
-        self.need(4, fld)
-        v = _U32.unpack_from(self.data, self.pos)[0]
-        self.pos += 4
-        return v
+        pos = self.pos
+        if pos + 4 > len(self.data):
+            self.need(4, fld)
+        self.pos = pos + 4
+        return _U32.unpack_from(self.data, pos)[0]
 
     def rest(self) -> int:
         return len(self.data) - self.pos

@@ -428,18 +428,19 @@ class Requester:
             raise SpdmError(f"{what}: signed with slot {slot}, whose chain was not read")
         msg = A.signing_message(v, context, transcript, self.hash_bit)
         asym = A.asym_algo(self.asym_bit)
+        public_key = self.verdicts[slot].leaf_public_key if slot in self.verdicts else chain.leaf.public_key()
         rec = SignatureRecord(
             what, C.version_str(v), slot, asym.name, A.describe_hash(self.hash_bit), bytes(signature),
             bytes(transcript), A.hash_bytes(self.hash_bit, transcript),
             A.combined_prefix(v, context) if v >= C.V12 else b"", context if v >= C.V12 else "", msg,
-            public_key_pem=_public_pem(chain.leaf.public_key()), **nonces)
+            public_key_pem=_public_pem(public_key), **nonces)
         if asym.scheme == "ecdsa" and len(signature) == asym.signature_size:
             rec.signature_der = A.ecdsa_raw_to_der(self.asym_bit, signature)
         elif asym.scheme == "rsapss":
             rec.openssl_sigopts = ["rsa_padding_mode:pss", "rsa_pss_saltlen:digest"]
         report.signatures.append(rec)
         try:
-            A.verify(self.asym_bit, self.hash_bit, chain.leaf.public_key(), signature, msg)
+            A.verify(self.asym_bit, self.hash_bit, public_key, signature, msg)
         except SignatureError as e:
             rec.reason = str(e)
             raise SignatureError(f"{what}: {e}")

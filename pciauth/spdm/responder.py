@@ -50,7 +50,7 @@ class Slot:
     slot_id: int
     der_certs: list[bytes]
     key: Any
-    _chains: dict[int, bytes] = field(default_factory=dict, repr=False)
+    _chains: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def chain(self, hash_bit: int, transform: Any = None) -> bytes:
         """The SPDM chain format for the negotiated hash (header, root hash, certificates)."""
@@ -63,7 +63,10 @@ class Slot:
 
     @property
     def asym_bits(self) -> int:
-        return A.asym_bits_for_key(self.key)
+        """BaseAsymAlgo bits this slot's key serves (computed once)."""
+        if "asym" not in self._chains:
+            self._chains["asym"] = A.asym_bits_for_key(self.key)
+        return self._chains["asym"]
 
 
 @dataclass
@@ -154,6 +157,7 @@ class Responder(HandlerMixin):
         self.transcript = Transcript()
         self.sessions: dict[int, Any] = {}
         self.pending: dict[int, tuple[int, bytes]] = {}
+        self._flags = self.config.flags
         self.reset()
 
     def reset(self) -> None:
@@ -269,7 +273,7 @@ class Responder(HandlerMixin):
         return slot.chain(self.hash_bit, self.adversary.chain_transform(self))
 
     def cap(self, name: str) -> int:
-        return C.flag_value(self.config.flags, name)
+        return C.flag_value(self._flags, name)
 
     def supported_asym(self) -> int:
         mask = 0

@@ -102,7 +102,7 @@ class HandlerMixin:
                 raise RequestError(C.ErrorCode.INVALID_REQUEST)
         self.version = v
         self.req_flags = req.flags
-        flags = self.config.flags & C.flags_mask_for_version(v)
+        flags = self._flags & C.flags_mask_for_version(v)
         resp = M.Capabilities(v, self.config.ct_exponent, flags, self.config.data_transfer_size,
                               self.config.max_spdm_msg_size).encode()
         self.transcript.version = v
