@@ -422,3 +422,29 @@ def restore_all(
         except Exception as exc:
             results.append({"device": entry.device, "action": "failed", "note": str(exc), "journal": path})
     return results
+
+
+def release_to_kernel(device, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
+    """Take a device off vfio-pci that pciauth did not journal: clear the override, unbind,
+    and let the kernel probe whatever driver matches (``pciauth unbind`` without a journal)."""
+    name, path = device.name, device.sysfs_path
+    root = device_root(path)
+    if current_driver(path) != VFIO_DRIVER:
+        return {
+            "device": name,
+            "action": "none",
+            "driver": current_driver(path),
+            "note": "not bound to vfio-pci",
+        }
+    write_attr(os.path.join(path, "driver_override"), "\n", step="ClearDriverOverride", device=name)
+    write_attr(os.path.join(path, "driver", "unbind"), name, step="UnbindVfio", device=name)
+    if not wait_until(lambda: current_driver(path) is None, timeout):
+        raise BindError(
+            f"vfio-pci did not release {name}",
+            device=name,
+            step="UnbindVfio",
+            hint="a process still holds the VFIO device (QEMU?): close it first",
+        )
+    write_attr(os.path.join(root, "bus", "pci", "drivers_probe"), name, step="DriversProbe", device=name)
+    wait_until(lambda: current_driver(path) is not None, min(timeout, 0.5))
+    return {"device": name, "action": "released", "driver": current_driver(path), "note": None}

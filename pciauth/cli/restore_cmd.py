@@ -1,0 +1,49 @@
+"""``pciauth restore``: undo every binding in the journal (after a crash or ``pciauth bind``)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "restore the original drivers of every device pciauth bound (replays the journal)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("device", nargs="?", help="only this device (full address)")
+    p.add_argument("--force", action="store_true", help="also devices held by a running pciauth process")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pciauth.cli.output import print_json
+    from pciauth.errors import BindError
+    from pciauth.vfio import bind as vbind
+    from pciauth.vfio.journal import Journal
+
+    device = None
+    if args.device:
+        from pciauth.pci.address import PciAddress
+
+        device = str(PciAddress.parse(args.device))
+    journal = Journal()
+    results = vbind.restore_all(journal, device=device, force=args.force)
+    failed = [r for r in results if r["action"] == "failed"]
+    if args.json:
+        print_json({"ok": not failed, "journal": journal.directory, "results": results})
+    else:
+        if not results:
+            print(f"nothing to restore (journal: {journal.directory})")
+        for r in results:
+            line = f"{r['device'] or '?'}: {r['action']}"
+            if r.get("driver"):
+                line += f" ({r['driver']})"
+            if r.get("note"):
+                line += f": {r['note']}"
+            print(line)
+    if failed:
+        if args.json:
+            return int(BindError.exit_code)
+        raise BindError(
+            f"{len(failed)} device(s) could not be restored",
+            step="Restore",
+            hint="see the lines above; fix the cause and run `pciauth restore` again",
+        )
+    return 0
