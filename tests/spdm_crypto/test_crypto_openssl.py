@@ -7,6 +7,7 @@ signatures are converted from raw ``r || s`` to DER first.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from pciauth.errors import SignatureError
 from pciauth.spdm import algorithms as alg
+from pciauth.spdm import keyschedule as ks
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 pytestmark = pytest.mark.skipif(not Path(OPENSSL).exists(), reason="openssl CLI not installed")
@@ -153,3 +155,68 @@ def test_openssl_pss_with_other_salt_length_is_rejected(keys_by_asym, tmp_path):
     assert out.returncode == 0, out.stderr
     with pytest.raises(SignatureError):
         alg.verify(asym, h, key.public_key(), (tmp_path / "sig.bin").read_bytes(), b"message")
+
+
+@pytest.mark.parametrize("group", list(alg.DHE_GROUPS), ids=alg.describe_dhe)
+def test_ecdhe_secret_matches_openssl_derive(group, tmp_path):
+    """The shared secret from raw X||Y equals what openssl derives from the same two keys."""
+    mine, _ = alg.dhe_generate(group)
+    _, peer_raw = alg.dhe_generate(group)
+    peer = alg.dhe_load_public(group, peer_raw)
+    (tmp_path / "mine.pem").write_bytes(
+        mine.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    (tmp_path / "peer.pem").write_bytes(
+        peer.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    out = _openssl(
+        "pkeyutl",
+        "-derive",
+        "-inkey",
+        str(tmp_path / "mine.pem"),
+        "-peerkey",
+        str(tmp_path / "peer.pem"),
+        "-out",
+        str(tmp_path / "secret.bin"),
+    )
+    assert out.returncode == 0, out.stderr
+    assert alg.dhe_shared(group, mine, peer_raw) == (tmp_path / "secret.bin").read_bytes()
+
+
+@pytest.mark.parametrize("hash_bit", list(alg.HASH_ALGOS), ids=alg.describe_hash)
+def test_key_schedule_steps_match_openssl_kdf(hash_bit):
+    """Handshake secret (HKDF-Extract) and one BinConcat expansion, recomputed by `openssl kdf`."""
+    n = alg.hash_size(hash_bit)
+    digest = alg.describe_hash(hash_bit).upper()
+    dhe, th1 = os.urandom(48), os.urandom(n)
+    keys = ks.SessionKeys.from_dhe("1.2", hash_bit, alg.AEAD_AES_256_GCM, dhe, th1)
+
+    def kdf(mode: str, length: int, **hexopts: bytes) -> bytes:
+        opts = []
+        for k, v in hexopts.items():
+            opts += ["-kdfopt", f"hex{k}:{v.hex()}"]
+        out = _openssl(
+            "kdf",
+            "-keylen",
+            str(length),
+            "-kdfopt",
+            f"digest:{digest}",
+            "-kdfopt",
+            f"mode:{mode}",
+            *opts,
+            "HKDF",
+        )
+        assert out.returncode == 0, out.stderr
+        return bytes.fromhex(out.stdout.strip().replace(":", ""))
+
+    hs = kdf("EXTRACT_ONLY", n, key=dhe, salt=bytes(n))
+    assert hs == keys.handshake_secret
+    info = n.to_bytes(2, "little") + b"spdm1.2 rsp hs data" + th1
+    assert kdf("EXPAND_ONLY", n, key=hs, info=info) == keys.response_handshake.secret
+    key_info = (32).to_bytes(2, "little") + b"spdm1.2 key"
+    assert (
+        kdf("EXPAND_ONLY", 32, key=keys.response_handshake.secret, info=key_info)
+        == keys.response_handshake.key
+    )
