@@ -1,0 +1,198 @@
+"""`pciauth dma`, `pciauth iova`, `pciauth run` on the emulated device, the Python API, the pytest plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import pciauth.api
+from pciauth.cli import main
+from pciauth.dma.iova import Threshold, ThresholdChangeRefused
+from pciauth.errors import NotFoundError, RefusedError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_json(capsys, *argv):
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_run_emu_passes_every_step(capsys):
+    code, report = run_json(capsys, "run", "emu")
+    steps = {s["name"]: s for s in report["steps"]}
+    assert list(steps) == ["bind", "authenticate", "threshold", "dma-private", "dma-shared", "enforcement",
+                           "restore-threshold", "restore"]
+    assert steps["bind"]["status"] == "skipped"
+    for name in ("threshold", "dma-private", "dma-shared", "enforcement", "restore-threshold", "restore"):
+        assert steps[name]["status"] == "passed", steps[name]
+    if steps["authenticate"]["status"] == "unavailable":
+        pytest.skip("authentication code is not in this build; the DMA steps passed")
+    assert steps["authenticate"]["status"] == "passed", steps["authenticate"]["detail"]
+    assert report["ok"] is True and code == 0
+    assert steps["dma-private"]["result"]["verify"]["ok"] and steps["dma-shared"]["result"]["window"] == "shared"
+    checks = steps["enforcement"]["result"]["checks"]
+    assert checks == {"t1-to-shared_faults": True, "t1-to-shared_transfers_nothing": True,
+                      "t0-to-private_faults": True, "t0-to-private_transfers_nothing": True}
+
+
+def test_run_reports_unavailable_auth(capsys, monkeypatch):
+    from pciauth.dma import auth_step
+
+    def missing(*a, **k):
+        raise auth_step.AuthUnavailable("authentication is unavailable: pciauth.spdm.requester is not part of this build")
+
+    monkeypatch.setattr(auth_step, "authenticate", missing)
+    code, report = run_json(capsys, "run", "emu")
+    steps = {s["name"]: s["status"] for s in report["steps"]}
+    assert steps["authenticate"] == "unavailable" and steps["dma-shared"] == "passed"
+    assert report["ok"] is False and code == 7
+
+
+def test_run_fails_when_a_dma_step_fails(capsys, monkeypatch):
+    from pciauth.dma import pattern
+
+    real = pattern.Pattern.verify
+
+    def corrupt(self, view, offset=0):
+        if len(view) > 0:
+            view[len(view) // 2] ^= 1
+        return real(self, view, offset)
+
+    monkeypatch.setattr(pattern.Pattern, "verify", corrupt)
+    code, report = run_json(capsys, "run", "emu", "--no-auth")
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["dma-private"]["status"] == "failed"
+    assert "1 of 1048576 bytes differ, the first at offset 0x80000" in steps["dma-private"]["detail"]
+    assert steps["restore"]["status"] == "passed"
+    assert code == 6 and report["ok"] is False
+
+
+def test_run_human_output(capsys):
+    code = main(["run", "emu", "--no-auth", "--size", "64K"])
+    out = capsys.readouterr().out
+    assert code == 0 and "[skip] authenticate" in out and "[ok  ] dma-shared" in out and out.strip().endswith("ok")
+
+
+def test_dma_command_shared_json(capsys):
+    code, report = run_json(capsys, "dma", "emu", "--shared", "--size", "256K", "--iterations", "3",
+                            "--threshold", "1G", "--pattern", "random:3")
+    assert code == 0 and report["ok"]
+    r = report["result"]
+    assert r["window"] == "shared" and r["iterations"] == 3 and r["bytes_moved"] == 3 * 256 * 1024
+    assert all(int(v, 16) >= 1 << 30 for v in r["iovas"].values())
+    assert report["enforcement"] == "emulated IOMMU"
+
+
+def test_dma_shared_without_a_shared_window_fails_clearly(capsys):
+    code = main(["dma", "emu", "--shared", "--threshold", "all"])
+    err = capsys.readouterr().err
+    assert code == 5 and "no free shared IOVA space" in err
+
+
+def test_dma_human(capsys):
+    assert main(["dma", "emu", "--size", "8K"]) == 0
+    out = capsys.readouterr().out
+    assert "all bytes match" in out and "private window" in out
+
+
+@pytest.mark.parametrize("argv", [["dma", "emu", "--size", "lots"], ["dma", "emu", "--iterations", "0"],
+                                  ["dma", "emu", "--pattern", "nope"], ["iova", "emu", "--threshold", "3M"]])
+def test_usage_errors(capsys, argv):
+    assert main(argv) == 2
+
+
+def test_unknown_emu_instance(capsys):
+    assert main(["dma", "emu:99"]) == 2
+
+
+def test_iova_show_and_set_recorded_for_later_runs(capsys):
+    code, shown = run_json(capsys, "iova", "emu")
+    assert code == 0 and shown["threshold"]["all_ones"] and shown["shared_window"][0] == shown["shared_window"][1]
+    code, changed = run_json(capsys, "iova", "emu", "--threshold", "512")
+    assert changed["threshold"]["bytes"] == 1 << 30 and changed["changed"]
+    assert any("pciauth enforces X itself" in n for n in changed["notes"])
+    code, shown = run_json(capsys, "iova", "emu")
+    assert shown["threshold"]["units"] == 512 and shown["private_window"] == [0, 1 << 30]
+    code, report = run_json(capsys, "dma", "emu", "--shared", "--size", "4K")  # uses the recorded X
+    assert code == 0 and int(report["result"]["iovas"]["src"], 16) >= 1 << 30
+    assert main(["iova", "emu", "--threshold", "all"]) == 0
+
+
+def test_api_open_emu():
+    with pciauth.api.open("emu") as dev:
+        assert dev.emulated and dev.name == "emu:0" and dev.driver.name == "emu"
+        dev.iova.set_threshold("1G")
+        assert dev.iova.window(True) == (0, 1 << 30)
+        src = dev.dma.alloc(8192)
+        dst = dev.dma.alloc(8192, private=True)
+        src.view[:5] = b"hello"
+        dev.dma.copy(src, dst)
+        assert bytes(dst.view[:5]) == b"hello"
+        with pytest.raises(ThresholdChangeRefused):
+            dev.iova.set_threshold("2G")
+        dev.dma.free(src)
+        dev.dma.free(dst)
+        dev.iova.set_threshold("2G")
+        assert dev.dma.check(64 * 1024, private=False).ok
+    assert dev.backend.closed and dev.session.mappings == []
+
+
+def test_api_refuses_fixed_iova_in_wrong_window():
+    with pciauth.api.open("emu", threshold=Threshold.parse("1G")) as dev, pytest.raises(RefusedError):
+        dev.dma.alloc(4096, private=True, iova=2 << 30)
+
+
+def test_api_bad_spec():
+    with pytest.raises(NotFoundError):
+        pciauth.api.open("  ")
+
+
+def test_api_auth(tmp_path):
+    with pciauth.api.open("emu:0") as dev:
+        try:
+            report = dev.auth.authenticate()
+        except Exception as exc:  # noqa: BLE001 - only the unavailable case is a skip
+            from pciauth.dma.auth_step import AuthUnavailable
+
+            if isinstance(exc, AuthUnavailable):
+                pytest.skip(str(exc))
+            raise
+        assert report.authenticated
+
+
+def test_pytest_plugin_fixtures(tmp_path):
+    test = tmp_path / "test_with_plugin.py"
+    test.write_text(
+        "def test_dma(pciauth_device, dma_session, pciauth_iova, pciauth_dma):\n"
+        "    assert pciauth_device.name == 'emu:0'\n"
+        "    assert pciauth_iova.threshold.units == 512\n"
+        "    m = dma_session.alloc(4096, private=False)\n"
+        "    assert m.iova >= 1 << 30\n"
+        "    assert pciauth_dma.check(8192, private=False).ok\n"
+        "def test_spec(pciauth_device_spec):\n"
+        "    assert pciauth_device_spec == 'emu'\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "pciauth.pytest_plugin", "-p", "no:cacheprovider",
+            "--rootdir", str(tmp_path), str(test)]
+    r = subprocess.run(args + ["--pciauth-threshold", "1G"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 passed" in r.stdout
+    help_out = subprocess.run(args + ["--help"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=120).stdout
+    assert "--pciauth-device" in help_out
+
+
+def test_plugin_import_is_light():
+    code = ("import sys, pciauth.pytest_plugin; "
+            "bad = [m for m in sys.modules if m.startswith(('pciauth.dma', 'pciauth.emu', 'cryptography'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stdout
