@@ -54,7 +54,6 @@ def pciauth_device_spec(request) -> str:
 def pciauth_device(request, pciauth_device_spec):
     """An open device; closed (mappings released, driver restored) after the test."""
     import pciauth.api
-
     from pciauth.errors import HostNotReady, PermissionDeniedError
 
     try:

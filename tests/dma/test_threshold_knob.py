@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,7 @@ def test_knob_in_units(tmp_path):
     k = find_knob(str(tmp_path))
     assert k.path == path and k.unit == "units" and k.read() == Threshold.ALL
     k.write(Threshold.parse("1G"))
-    assert open(path).read().strip() == "512"
+    assert Path(path).read_text().strip() == "512"
     assert "2 MiB units" in k.describe()
 
 
@@ -45,7 +46,7 @@ def test_knob_in_bytes(tmp_path):
     k = find_knob(str(tmp_path))
     assert k.unit == "bytes" and k.read() == Threshold.parse("2G")
     k.write(Threshold.parse("1G"))
-    assert int(open(path).read()) == 1 << 30
+    assert int(Path(path).read_text()) == 1 << 30
 
 
 def test_knob_unit_override(tmp_path, monkeypatch):
