@@ -376,6 +376,18 @@ def test_aes_gcm_known_answers():
     )
 
 
+def test_aes_256_gcm_known_answers():
+    # McGrew & Viega, test cases 13 and 14 (256-bit zero key, zero IV).
+    key, iv = bytes(32), bytes(12)
+    assert (
+        alg.aead_encrypt(alg.AEAD_AES_256_GCM, key, iv, b"", b"").hex() == "530f8afbc74536b9a963b4f1c4cb738b"
+    )
+    assert (
+        alg.aead_encrypt(alg.AEAD_AES_256_GCM, key, iv, b"", bytes(16)).hex()
+        == "cea7403d4d606b6e074ec5d3baf39d18" + "d0d1c8a799996bf0265b98b5d48ab919"
+    )
+
+
 def test_aes_256_gcm_matches_low_level_cipher():
     key, iv, aad, pt = bytes(range(32)), bytes(range(12)), b"header", b"x" * 37
     enc = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
