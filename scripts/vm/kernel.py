@@ -127,9 +127,13 @@ def _run(cmd: list[str], cwd: Path, log) -> None:
                                f" (log: {log.name})")
 
 
+def _safe(version: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", version)
+
+
 def _extract(root: Path, version: str) -> Path:
     """Unpack the kernel source once per source version; return its tree."""
-    src_parent = root / "src" / re.sub(r"[^A-Za-z0-9.+-]", "_", version)
+    src_parent = root / "src" / _safe(version)
     tree = src_parent / "linux-source-6.12"
     if (tree / "Makefile").is_file():
         return tree
@@ -153,12 +157,14 @@ def build(cache: KernelCache, jobs: int = 2, verbose: bool = False) -> Path:
         if cache.cached():
             return cache.image
         tree = _extract(root, cache.version)
-        out = root / "build" / cache.key
+        # One build tree per source version: a changed fragment rebuilds only what it touches.
+        out = root / "build" / _safe(cache.version)
         out.mkdir(parents=True, exist_ok=True)
         log_path = root / f"kernel-build-{cache.key}.log"
         started = time.monotonic()
         with open(log_path, "w") as log:
-            make = ["nice", "-n", "10", "make", f"O={out}"]
+            nice = os.environ.get("PCIAUTH_KERNEL_NICE", "10")
+            make = ["nice", "-n", nice, "make", f"O={out}"]
             _run(make + ["x86_64_defconfig"], tree, log)
             _run(make + ["kvm_guest.config"], tree, log)
             config = out / ".config"
