@@ -31,7 +31,6 @@ from pciauth.errors import (
 from pciauth.spdm import algorithms as A
 from pciauth.spdm import constants as C
 from pciauth.spdm import messages as M
-from pciauth.spdm.measurements import parse_record
 from pciauth.spdm.report import AuthReport, SignatureRecord, SlotReport
 from pciauth.spdm.transcript import Transcript
 
@@ -79,6 +78,8 @@ class RequesterConfig:
     max_wait: float = 1.0  # seconds; a ResponseNotReady asking for more is cut to this
     sleep: Callable[[float], None] = time.sleep
     keep_chain_bytes: bool = True
+    #: source of nonces, RequesterContexts and session ids (None: os.urandom); record/replay sets it
+    random: Callable[[int], bytes] | None = None
 
     @property
     def flags(self) -> int:
@@ -388,8 +389,8 @@ class Requester:
         stype = C.MEAS_SUMMARY_NAMES[cfg.summary_type]
         if stype and not self.cap("MEAS_CAP"):
             stype = C.MEAS_SUMMARY_NONE
-        nonce = os.urandom(C.NONCE_SIZE)
-        ctx = os.urandom(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
+        nonce = self.random(C.NONCE_SIZE)
+        ctx = self.random(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
         req = M.Challenge(v, slot, stype, nonce, ctx).encode()
         self.t.on_request(C.Code.CHALLENGE)
         hsize = A.hash_size(self.hash_bit)
@@ -450,74 +451,13 @@ class Requester:
 
     # --- measurements ---
     def _measure(self, report: AuthReport, session: Any) -> tuple[list[dict], int]:
-        """Count, then fetch measurements (signed on the last request when the device can sign)."""
-        v = self.version
-        m = bytearray()
-        signed_ok = self.cap("MEAS_CAP") == C.MEAS_CAP_SIG and self.chains
-        slot = report.challenged_slot if report.challenged_slot is not None else (
-            min(self.chains) if self.chains else 0)
+        from pciauth.spdm.requester_measurements import measure
 
-        def request(op: int, signed: bool) -> tuple[M.Measurements, bytes, bytes, bytes]:
-            nonce = os.urandom(C.NONCE_SIZE) if signed else b""
-            ctx = os.urandom(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
-            req = M.GetMeasurements(v, C.MEAS_ATTR_SIGNATURE if signed else 0, op, nonce, slot, ctx).encode()
-            if session is None:
-                self.t.on_request(C.Code.GET_MEASUREMENTS)
-            sig = A.signature_size(self.asym_bit) if signed else 0
-            resp = M.Measurements.parse(self.exchange(req, C.Code.MEASUREMENTS, session=session), sig_size=sig)
-            if v >= C.V13 and resp.requester_context != ctx:
-                raise SpdmError("MEASUREMENTS: RequesterContext is not the one sent")
-            if signed and v >= C.V11 and resp.param2 & C.MEAS_SLOT_MASK != slot:
-                raise SpdmError(f"MEASUREMENTS: signed with slot {resp.param2 & 0xF}, asked slot {slot}")
-            if not signed and v >= C.V12 and resp.param2 & C.MEAS_CONTENT_CHANGED_MASK:
-                raise SpdmError("MEASUREMENTS: content-changed bits set in an unsigned response")
-            if v >= C.V12 and resp.opaque and not self.other_params:
-                raise SpdmError("MEASUREMENTS: opaque data without a negotiated opaque data format")
-            m.extend(req + resp.signed_part)
-            return resp, req, nonce, ctx
+        return measure(self, report, session)
 
-        count_resp, _, _, _ = request(C.MEAS_OP_COUNT, False)
-        if count_resp.number_of_blocks or count_resp.record:
-            raise SpdmError("MEASUREMENTS: the count query returned measurement blocks")
-        count = count_resp.param1
-        if count in (0, 0xFF):
-            raise SpdmError(f"MEASUREMENTS: total number of measurements {count} is invalid")
-        ops = list(self.config.measurement_indices or (C.MEAS_OP_ALL,))
-        blocks = []
-        for i, op in enumerate(ops):
-            signed = bool(signed_ok and i == len(ops) - 1)
-            resp, _, nonce, ctx = request(op, signed)
-            if op == C.MEAS_OP_ALL and resp.number_of_blocks in (0, 0xFF):
-                raise SpdmError(f"MEASUREMENTS: NumberOfBlocks {resp.number_of_blocks} for all measurements")
-            if op != C.MEAS_OP_ALL and resp.number_of_blocks != 1:
-                raise SpdmError(f"MEASUREMENTS: {resp.number_of_blocks} blocks for index {op}, expected 1")
-            got = parse_record(resp.record, resp.number_of_blocks)
-            if op != C.MEAS_OP_ALL and got[0].index != op:
-                raise SpdmError(f"MEASUREMENTS: block index {got[0].index} for a request of index {op}")
-            self._check_digest_sizes(got)
-            blocks.extend(got)
-            if signed:
-                prefix = self.t.vca() if v >= C.V12 else b""
-                what = "measurements" if session is None else "session_measurements"
-                self._verify(what, C.CONTEXT_MEASUREMENTS, prefix + bytes(m), resp.signature, slot, report,
-                             requester_nonce=nonce, responder_nonce=resp.nonce, requester_context=ctx)
-                m.clear()
-        name = "measurements" if session is None else "session_measurements"
-        if signed_ok:
-            report.check(name, True, f"{len(blocks)} block(s), signature verified")
-        else:
-            report.check(name, True, f"{len(blocks)} block(s), unsigned (device has no signing MEAS_CAP)")
-        return [b.to_dict() for b in blocks], count
-
-    def _check_digest_sizes(self, blocks: list) -> None:
-        base = C.MEAS_HASH_TO_BASE_HASH.get(self.meas_hash_bit)
-        if base is None:
-            return
-        size = A.hash_size(base)
-        for b in blocks:
-            if not b.is_raw and len(b.value) != size:
-                raise SpdmError(f"measurement {b.index}: digest of {len(b.value)} bytes, the negotiated "
-                                f"measurement hash gives {size}")
+    def random(self, n: int) -> bytes:
+        """Random bytes for nonces, contexts and session ids (``config.random``, else os.urandom)."""
+        return (self.config.random or os.urandom)(n)
 
 
 def _pem(cert: Any) -> str:

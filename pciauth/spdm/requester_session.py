@@ -9,7 +9,6 @@ FINISH travels encrypted with the handshake keys (HANDSHAKE_IN_THE_CLEAR is not 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pciauth.errors import SpdmError
@@ -43,9 +42,9 @@ def run_session(req: Any, report: AuthReport) -> None:
     stype = C.MEAS_SUMMARY_NAMES[cfg.summary_type] if req.cap("MEAS_CAP") else 0
     group = A.dhe_group(req.dhe_bit)
     priv, pub = A.dhe_generate(req.dhe_bit)
-    req_sid = int.from_bytes(os.urandom(2), "little") | 1
+    req_sid = int.from_bytes(req.random(2), "little") | 1
     opaque = encode_opaque(v, [sm_supported_versions()])
-    ke = M.KeyExchange(v, stype, slot, req_sid, os.urandom(32), pub, opaque).encode()
+    ke = M.KeyExchange(v, stype, slot, req_sid, req.random(32), pub, opaque).encode()
     req.t.on_request(C.Code.KEY_EXCHANGE)
     hsize = A.hash_size(req.hash_bit)
     req.step = "key_exchange"
