@@ -296,10 +296,13 @@ class DoeMailbox:
 
     def _check_ready_before_last_pop(self, index: int, length: int) -> None:
         status = self._status()
+        if status & STATUS_ERROR:
+            raise self._fail(DoeError, "the device set ERROR while the response was read")
         if not status & STATUS_READY:
             raise self._fail(
                 DoeError,
-                f"response ended after {index} of the {length} dwords its length field promised",
+                f"the response ended before the {length} dwords its length field promised "
+                "(DATA_OBJECT_READY cleared early)",
             )
 
     # -- discovery -------------------------------------------------------------------------

@@ -19,11 +19,11 @@ EXPECTED = {
     "stuck_busy": (DoeTimeout, "stayed BUSY"),
     "error": (DoeError, "set ERROR for the request"),
     "never_ready": (DoeTimeout, "DATA_OBJECT_READY never set"),
-    "wrong_length": (DoeError, "length field promised"),
+    "wrong_length": (DoeError, "the response ended before the"),
     "short_length": (DoeError, "more data than the response length field"),
     "huge_length": (DoeError, "above the bound"),
     "wrong_type": (DoeError, "the request was 0001:01"),
-    "error_on_read": (DoeError, "response"),
+    "error_on_read": (DoeError, "set ERROR while the response was read"),
 }
 
 
@@ -46,12 +46,11 @@ def test_fault_gives_clean_error_then_mailbox_recovers(fault):
     assert transport.exchange(b"\x12\x84\x00\x00")[:5] == b"P\x12\x84\x00\x00"
 
 
-def test_error_on_read_names_error_or_short_response():
+def test_error_on_read_is_named():
     dev = make_device(0, fault="error_on_read", fault_after=3)
     mb = cma_mailbox(dev, timeout=TIMEOUT)
-    with pytest.raises(DoeError) as info:
+    with pytest.raises(DoeError, match="ERROR while the response was read"):
         mb.exchange_object(1, 1, b"q" * 40)
-    assert "ended after" in str(info.value) or "ERROR while the response" in str(info.value)
 
 
 def test_stuck_busy_with_the_spec_timeout_is_bounded():
