@@ -94,16 +94,18 @@ def hint_for(step: str, err: int, *, pinned: int = 0, needed: int = 0) -> str | 
     return None
 
 
-def _error_class(step: str, err: int) -> type[VfioError] | type:
-    if err in (E.EACCES,) or (err == E.EPERM and step not in MAP_STEPS | ATTACH_STEPS):
+#: Steps on the VFIO device itself (not the IOMMU): they raise VfioError.
+DEVICE_STEPS = frozenset({"GroupGetDeviceFd", "DeviceGetInfo", "DeviceGetRegionInfo", "DeviceReset"})
+
+
+def _error_class(step: str, err: int) -> type[Exception]:
+    if err == E.EACCES or (err == E.EPERM and step not in MAP_STEPS | ATTACH_STEPS):
         return PermissionDeniedError
     if err in (E.ENOENT, E.ENODEV, E.ENXIO) and step.startswith("Open"):
         return HostNotReady
     if err == E.EBUSY and step.startswith("Open"):
         return RefusedError
-    return (
-        IommuError if step not in ("GroupGetDeviceFd", "DeviceGetRegionInfo", "DeviceGetInfo") else VfioError
-    )
+    return VfioError if step in DEVICE_STEPS else IommuError
 
 
 def step_error(
