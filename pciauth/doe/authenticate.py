@@ -114,7 +114,7 @@ def _anchors_for(target: Any, opts: AuthOptions, notes: list[str]) -> list[str]:
 
 def _run(transport: Any, cfg: Any, opts: AuthOptions, *, device: str, kind: str, target_info: dict,
          identity: Any, anchors: list[str], notes: list[str], extra: dict | None = None) -> AuthResult:
-    from pciauth.doe.record import RecordingTransport, requester_random
+    from pciauth.doe.record import RecordingTransport
     from pciauth.spdm.requester import Requester
 
     recorder = None
@@ -124,12 +124,10 @@ def _run(transport: Any, cfg: Any, opts: AuthOptions, *, device: str, kind: str,
         from pciauth.pcap import PcapTransport, PcapWriter
 
         transport = PcapTransport(transport, PcapWriter(opts.pcap))
+    if recorder is not None:
+        cfg = dataclasses.replace(cfg, random=recorder.draw)
     try:
-        if recorder is not None:
-            with requester_random(recorder.draw):
-                report = Requester(transport, cfg).authenticate()
-        else:
-            report = Requester(transport, cfg).authenticate()
+        report = Requester(transport, cfg).authenticate()
     finally:
         if opts.pcap:
             transport.writer.close()
@@ -184,7 +182,7 @@ def replay(path: str, opts: AuthOptions, *, explicit: set[str] | None = None) ->
 
     Options the caller set explicitly (``explicit``) override the recorded ones.
     """
-    from pciauth.doe.record import Recording, ReplayTransport, random_source, requester_random
+    from pciauth.doe.record import Recording, ReplayTransport, random_source
     from pciauth.pci.device import DeviceIdentity
 
     rec = Recording.load(path)
@@ -205,12 +203,11 @@ def replay(path: str, opts: AuthOptions, *, explicit: set[str] | None = None) ->
 
         target = open_target(str(rec.target.get("spec") or rec.target.get("name") or "emu"))
     anchors = _anchors_for(target, opts, notes)
-    cfg = requester_config(opts, anchors, identity)
+    cfg = dataclasses.replace(requester_config(opts, anchors, identity), random=random_source(rec))
     transport = ReplayTransport(rec)
-    with requester_random(random_source(rec)):
-        result = _run(transport, cfg, dataclasses.replace(opts, record=None, pcap=opts.pcap),
-                      device=str(rec.target.get("name", "replay")), kind="replay", target_info=rec.target,
-                      identity=identity, anchors=anchors, notes=notes)  # fmt: skip
+    result = _run(transport, cfg, dataclasses.replace(opts, record=None),
+                  device=str(rec.target.get("name", "replay")), kind="replay", target_info=rec.target,
+                  identity=identity, anchors=anchors, notes=notes)  # fmt: skip
     _session_not_replayable(result, transport)
     result.extra["replay"] = {"file": path, "exchanges": len(rec.exchanges), "replayed": transport.position,
                               "divergence": transport.divergence}  # fmt: skip

@@ -8,7 +8,7 @@ writes it as JSON with the target's identity and the options used.
 ``ReplayTransport`` answers from such a file: each request must equal the recorded one, or the
 replay stops with :class:`ReplayDivergence` naming the exchange and the first differing byte.
 So that the requester sends the same requests, its random draws (nonces, RequesterContext) are
-recorded too and fed back (:func:`random_source`). A secured session cannot be re-run offline
+recorded too (``RequesterConfig.random = recorder.draw``) and fed back (:func:`random_source`). A secured session cannot be re-run offline
 (its ephemeral DHE key never leaves the requester), so a replay re-verifies everything before it.
 
 File format (``format`` = ``pciauth-doe-recording``, ``version`` = 1)::
@@ -19,7 +19,6 @@ File format (``format`` = ``pciauth-doe-recording``, ``version`` = 1)::
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
@@ -235,42 +234,3 @@ def random_source(recording: Recording) -> Callable[[int], bytes]:
         return value
 
     return draw
-
-
-#: Modules whose ``os.urandom`` the requester uses for nonces and contexts.
-_REQUESTER_MODULES = ("pciauth.spdm.requester", "pciauth.spdm.requester_session")
-
-
-class _OsWithRandom:
-    """Stands in for the ``os`` module inside the requester modules, with another urandom."""
-
-    def __init__(self, real: Any, draw: Callable[[int], bytes]) -> None:
-        self._real, self.urandom = real, draw
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-@contextlib.contextmanager
-def requester_random(draw: Callable[[int], bytes]) -> Iterator[None]:
-    """Make the SPDM requester take its random bytes from ``draw`` for the duration.
-
-    Until ``RequesterConfig`` takes a random source itself, this swaps the ``os`` name the
-    requester modules use, and restores it on exit.
-    """
-    import importlib
-
-    saved = []
-    for name in _REQUESTER_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(mod, "os"):
-            saved.append((mod, mod.os))
-            mod.os = _OsWithRandom(mod.os, draw)
-    try:
-        yield
-    finally:
-        for mod, real in saved:
-            mod.os = real
