@@ -89,15 +89,20 @@ def parse_record(record: bytes, count: int) -> list[MeasurementBlock]:
     return blocks
 
 
-def summary_input(blocks: list[MeasurementBlock], summary_type: int) -> bytes:
+def summary_input(blocks: list[MeasurementBlock], summary_type: int, version: int) -> bytes:
     """Bytes hashed into a measurement summary hash (CHALLENGE_AUTH, KEY_EXCHANGE_RSP).
 
-    ``all`` concatenates every block; ``tcb`` those of the device's TCB, which pciauth's
-    responder defines as every block that is not informational or a manifest.
+    ``all`` takes every block; ``tcb`` the blocks of the device's TCB, which pciauth's responder
+    defines as every block that is not informational or a manifest. From SPDM 1.2 on each whole
+    block is hashed (header included); 1.0/1.1 hash only each block's Measurement field (the
+    DMTF header and value), as libspdm does.
     """
     picked = blocks if summary_type == C.MEAS_SUMMARY_ALL else [
         b for b in blocks if (b.value_type & 0x7F) in _TCB_TYPES]
-    return b"".join(b.raw or b.encode() for b in picked)
+    raws = [b.raw or b.encode() for b in picked]
+    if version < C.V12:
+        raws = [r[4:] for r in raws]
+    return b"".join(raws)
 
 
 _TCB_TYPES = {

@@ -108,6 +108,7 @@ class Requester:
         self.slot_mask = 0
         self.chains: dict[int, Any] = {}
         self.verdicts: dict[int, Any] = {}
+        self.summary: tuple[int, bytes] = (C.MEAS_SUMMARY_NONE, b"")
         self.step = "init"
 
     # --- public ---
@@ -142,6 +143,7 @@ class Requester:
         if cfg.measurements and self.cap("MEAS_CAP"):
             self.step = "measurements"
             report.measurements, report.measurement_count = self._measure(report, None)
+            self._check_summary(report)
         if cfg.session:
             self.step = "session"
             from pciauth.spdm.requester_session import run_session
@@ -417,8 +419,23 @@ class Requester:
         report.check("challenge", True, f"CHALLENGE_AUTH signature verified with slot {slot}'s leaf key")
         report.check("chain_trust", trusted, "challenged slot's chain validated to a trust anchor" if trusted
                      else f"slot {slot}'s chain did not validate: " + report.verdict(f"chain[{slot}]").reason)
+        self.summary = (stype, auth.measurement_summary_hash)
         if auth.measurement_summary_hash:
             rec.reason += f"; measurement summary hash {auth.measurement_summary_hash.hex()}"
+
+    def _check_summary(self, report: AuthReport) -> None:
+        """With summary type "all" and every block read, the summary hash must match the blocks."""
+        stype, summary = self.summary
+        if stype != C.MEAS_SUMMARY_ALL or self.config.measurement_indices is not None:
+            return
+        from pciauth.spdm.measurements import MeasurementBlock, summary_input
+
+        blocks = [MeasurementBlock(m["index"], 1, 0, b"", bytes.fromhex(m["raw"])) for m in report.measurements]
+        expect = A.hash_bytes(self.hash_bit, summary_input(blocks, stype, self.version))
+        ok = expect == summary
+        report.check("measurement_summary", ok, "CHALLENGE_AUTH summary hash matches the measurements read"
+                     if ok else "CHALLENGE_AUTH summary hash differs from the measurements read afterwards "
+                     "(changed measurements, or a device that lies)")
 
     def _verify(self, what: str, context: str, transcript: bytes, signature: bytes, slot: int,
                 report: AuthReport, **nonces: bytes) -> SignatureRecord:

@@ -189,7 +189,7 @@ class HandlerMixin:
             return b""
         if summary_type not in (C.MEAS_SUMMARY_TCB, C.MEAS_SUMMARY_ALL) or not self.cap("MEAS_CAP"):
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
-        return A.hash_bytes(self.hash_bit, summary_input(self.blocks, summary_type))
+        return A.hash_bytes(self.hash_bit, summary_input(self.blocks, summary_type, self.version))
 
     def _sign(self, context: str, transcript: bytes, slot: Any) -> bytes:
         msg = A.signing_message(self.version, context, transcript, self.hash_bit)

@@ -189,3 +189,28 @@ def test_report_json_fields_are_stable():
                 "hash_algorithm", "requester_nonce", "public_key_pem", "slot"):
         assert key in sig
     assert d["capabilities"]["CERT_CAP"] == 1 and d["capabilities"]["MEAS_CAP"] == 2
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=C.version_str)
+def test_measurement_summary_hash_matches_measurements(version):
+    report, _ = run(responder_config(), requester_config(versions=(version,), summary_type="all"))
+    assert report.authenticated
+    assert report.verdict("measurement_summary").ok
+
+
+def test_measurement_summary_hash_mismatch_is_reported():
+    from pciauth.spdm.responder import MeasurementSpec
+
+    cfg = responder_config()
+    responder = Responder(cfg)
+    # the measurements change between CHALLENGE and GET_MEASUREMENTS
+    original = responder._challenge
+
+    def challenge_then_change(message, session):
+        out = original(message, session)
+        responder.blocks = [MeasurementSpec(1, 0, b"other ROM").block(responder.meas_hash_bit)]
+        return out
+
+    responder._challenge = challenge_then_change
+    report = Requester(CallableTransport(responder.handle), requester_config(summary_type="all")).authenticate()
+    assert report.verdict("measurement_summary").ok is False
