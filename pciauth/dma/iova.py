@@ -190,7 +190,8 @@ class IovaAllocator:
             self.threshold = Threshold(self.threshold)
         self.ranges = normalize_ranges(self.ranges, self.page_size)
         self._allocs: dict[int, Allocation] = {}
-        self._starts: list[int] = []
+        self._starts: list[int] = []  # sorted; _ends[i] is the end of the allocation at _starts[i]
+        self._ends: list[int] = []
 
     # -- windows -------------------------------------------------------------------------------
     @property
@@ -225,18 +226,25 @@ class IovaAllocator:
         return _align_up(length, self.page_size)
 
     def _fits(self, lo: int, hi: int, length: int, align: int) -> int | None:
-        """First-fit in ``[lo, hi)`` avoiding live allocations; None when nothing fits."""
-        cur = _align_up(lo, align)
-        i = bisect.bisect_right(self._starts, cur) - 1
-        if i >= 0 and self._allocs[self._starts[i]].end > cur:
-            cur = _align_up(self._allocs[self._starts[i]].end, align)
+        """First-fit in ``[lo, hi)`` avoiding live allocations; None when nothing fits.
+
+        A tight loop over the gaps between the sorted allocations (``align`` is a power of two).
+        """
+        starts, ends = self._starts, self._ends
+        mask = align - 1
+        cur = (lo + mask) & ~mask
+        i = bisect.bisect_right(starts, cur) - 1
+        if i >= 0 and ends[i] > cur:
+            cur = (ends[i] + mask) & ~mask
         i += 1
+        n = len(starts)
         while cur + length <= hi:
-            if i < len(self._starts) and self._starts[i] < cur + length:
-                cur = max(cur, _align_up(self._allocs[self._starts[i]].end, align))
-                i += 1
-                continue
-            return cur
+            if i >= n or starts[i] >= cur + length:
+                return cur
+            end = ends[i]
+            if end > cur:
+                cur = (end + mask) & ~mask
+            i += 1
         return None
 
     def alloc(
@@ -302,7 +310,9 @@ class IovaAllocator:
         return self._insert(Allocation(iova, length, private, tag))
 
     def _insert(self, a: Allocation) -> int:
-        bisect.insort(self._starts, a.iova)
+        i = bisect.bisect_left(self._starts, a.iova)
+        self._starts.insert(i, a.iova)
+        self._ends.insert(i, a.end)
         self._allocs[a.iova] = a
         return a.iova
 
@@ -314,7 +324,9 @@ class IovaAllocator:
         a = self._allocs.pop(iova, None)
         if a is None:
             raise DmaError(f"IOVA 0x{iova:x} is not allocated")
-        del self._starts[bisect.bisect_left(self._starts, iova)]
+        i = bisect.bisect_left(self._starts, iova)
+        del self._starts[i]
+        del self._ends[i]
         return a.length
 
     # -- threshold -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import struct
 
+from pciauth.emu.iommu import IommuFault
 from pciauth.errors import DmaError
 
 ENGINE_ID = 0x70610001
@@ -73,10 +74,15 @@ ERROR_NAMES = {ERR_BAD_COUNT: "bad descriptor count", ERR_ZERO_LENGTH: "zero len
 #: Registers software may write (besides CTRL, which acts, and the descriptor slots).
 _WRITABLE = {REG_COUNT: 4}
 _FMT = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
+_STRUCTS = {w: struct.Struct(f) for w, f in _FMT.items()}
+_DESC = struct.Struct("<QQII")
 
 
 def desc_offset(slot: int) -> int:
     return DESC_BASE + slot * DESC_SIZE
+
+
+_DESC_END = DESC_BASE + SLOTS * DESC_SIZE
 
 
 class DmaEngine:
@@ -92,27 +98,28 @@ class DmaEngine:
         self._reset()
 
     # ---- register access ----
-    def _check(self, offset: int, width: int) -> None:
-        if width not in _FMT:
+    def _check(self, offset: int, width: int) -> struct.Struct:
+        fmt = _STRUCTS.get(width)
+        if fmt is None:
             raise DmaError(f"emulated BAR0: invalid access width {width}")
         if not isinstance(offset, int) or offset < 0 or offset + width > BAR_SIZE or offset % width:
             raise DmaError(f"emulated BAR0: bad {width * 8}-bit access at offset {offset!r}")
+        return fmt
 
     def read(self, offset: int, width: int) -> int:
-        self._check(offset, width)
-        return struct.unpack_from(_FMT[width], self._regs, offset)[0]
+        return self._check(offset, width).unpack_from(self._regs, offset)[0]
 
     def write(self, offset: int, width: int, value: int) -> None:
-        self._check(offset, width)
+        fmt = self._check(offset, width)
         value &= (1 << (8 * width)) - 1
-        if offset < DESC_BASE:
-            if offset == REG_CTRL and width == 4:
-                self._control(value)
-            elif _WRITABLE.get(offset) == width:
-                struct.pack_into(_FMT[width], self._regs, offset, value)
-            return  # read-only registers ignore writes, like hardware
-        if offset < desc_offset(SLOTS):
-            struct.pack_into(_FMT[width], self._regs, offset, value)
+        if offset >= DESC_BASE:
+            if offset < _DESC_END:
+                fmt.pack_into(self._regs, offset, value)
+        elif offset == REG_CTRL and width == 4:
+            self._control(value)
+        elif _WRITABLE.get(offset) == width:
+            fmt.pack_into(self._regs, offset, value)
+        # other registers are read-only and ignore writes, like hardware
 
     def read32(self, offset: int) -> int:
         return self.read(offset, 4)
@@ -128,7 +135,7 @@ class DmaEngine:
 
     # ---- behaviour ----
     def _put(self, offset: int, width: int, value: int) -> None:
-        struct.pack_into(_FMT[width], self._regs, offset, value)
+        _STRUCTS[width].pack_into(self._regs, offset, value)
 
     def _reset(self) -> None:
         self._regs[:] = bytes(BAR_SIZE)
@@ -163,11 +170,9 @@ class DmaEngine:
             self._error(ERR_BAD_COUNT, 0)
             return
         total = 0
-        from pciauth.emu.iommu import IommuFault
-
         for slot in range(count):
             base = desc_offset(slot)
-            src, dst, length, flags = struct.unpack_from("<QQII", self._regs, base)
+            src, dst, length, flags = _DESC.unpack_from(self._regs, base)
             if not flags & FLAG_VALID:
                 self._error(ERR_NOT_VALID, slot)
                 break

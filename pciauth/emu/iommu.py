@@ -126,6 +126,15 @@ class EmulatedIommu(IommuBackend):
         self._by_start[got] = self._mappings[got]
         return got
 
+    def _overlap(self, iova: int, length: int) -> Mapping | None:
+        """The live mapping that overlaps ``[iova, iova + length)``: a bisect, not a scan."""
+        i = bisect.bisect_left(self._starts, iova + length) - 1
+        if i >= 0:
+            m = self._by_start[self._starts[i]]
+            if m.iova + m.length > iova:
+                return m
+        return None
+
     def _choose(self, length: int) -> int:
         """The kernel's job when no IOVA is given: first fit inside the allowed ranges."""
         for start, last in self._allowed if self._allowed is not None else self._ranges:

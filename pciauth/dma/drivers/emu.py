@@ -51,14 +51,15 @@ class EmuDmaDriver(DmaDriver):
 
         Returns the number of bytes copied.
         """
-        status = 0
+        status = self.bar.read32(reg.REG_STATUS)
 
         def done() -> bool:
             nonlocal status
             status = self.bar.read32(reg.REG_STATUS)
             return bool(status & reg.STATUS_DONE)
 
-        wait_for(done, timeout, "the emulated DMA engine", device=self.ctx.name)
+        if not status & reg.STATUS_DONE:
+            wait_for(done, timeout, "the emulated DMA engine", device=self.ctx.name)
         if status & reg.STATUS_FAULT:
             addr = self.bar.read64(reg.REG_FAULT_ADDR)
             info = self.bar.read32(reg.REG_FAULT_INFO)
