@@ -104,6 +104,8 @@ MISBEHAVIOURS: tuple[Misbehaviour, ...] = (
                  lambda r, q, s: r[:1] + bytes((Code.CERTIFICATE,)) + r[2:]),
     Misbehaviour("version-downgrade", "CAPABILITIES in another version than requested",
                  Code.GET_CAPABILITIES, lambda r, q, s: _version_swap(r)),
+    Misbehaviour("capabilities-reserved-value", "CAPABILITIES with MEAS_CAP 3 (reserved)", Code.GET_CAPABILITIES,
+                 lambda r, q, s: _put32(r, 8, struct.unpack_from("<I", r, 8)[0] | (3 << 3))),
     Misbehaviour("response-version-mismatch", "CHALLENGE_AUTH in another SPDM version", Code.CHALLENGE,
                  lambda r, q, s: _version_swap(r)),
     Misbehaviour("algorithm-not-offered", "ALGORITHMS selects SM2, which was not offered",

@@ -228,6 +228,42 @@ def flags_mask_for_version(version: int, table: dict[str, tuple[int, int, int]] 
     return mask
 
 
+def flag_problem(flags: int, version: int, *, requester: bool) -> str | None:
+    """Why a Flags word breaks DSP0274's rules for ``version`` (None when it is consistent).
+
+    The same rules libspdm applies to both directions: reserved values, key exchange needing
+    ENCRYPT_CAP or MAC_CAP (and session-only flags needing key exchange), CERT_CAP and
+    PUB_KEY_ID_CAP exclusive, CHAL_CAP and MUT_AUTH_CAP needing a certificate or public key.
+    """
+    if version < V11:
+        if not requester and flag_value(flags, "MEAS_CAP") == 3:
+            return "MEAS_CAP has the reserved value 3"
+        return None
+
+    def f(name: str) -> int:
+        return flag_value(flags, name)
+
+    if f("PSK_CAP") in (2, 3) and requester or f("PSK_CAP") == 3:
+        return f"PSK_CAP has the reserved value {f('PSK_CAP')}"
+    if not requester and f("MEAS_CAP") == 3:
+        return "MEAS_CAP has the reserved value 3"
+    if f("KEY_EX_CAP") or f("PSK_CAP"):
+        if not (f("MAC_CAP") or f("ENCRYPT_CAP")):
+            return "KEY_EX_CAP/PSK_CAP without ENCRYPT_CAP or MAC_CAP"
+    else:
+        for name in ("MAC_CAP", "ENCRYPT_CAP", "HANDSHAKE_IN_THE_CLEAR_CAP", "HBEAT_CAP", "KEY_UPD_CAP"):
+            if f(name):
+                return f"{name} without KEY_EX_CAP or PSK_CAP"
+    if f("CERT_CAP") and f("PUB_KEY_ID_CAP"):
+        return "CERT_CAP and PUB_KEY_ID_CAP are both set"
+    if not (f("CERT_CAP") or f("PUB_KEY_ID_CAP")):
+        if f("CHAL_CAP") or f("MUT_AUTH_CAP"):
+            return "CHAL_CAP or MUT_AUTH_CAP without CERT_CAP or PUB_KEY_ID_CAP"
+    if version >= V13 and (f("EP_INFO_CAP") == 3 or f("MULTI_KEY_CAP") == 3):
+        return "EP_INFO_CAP or MULTI_KEY_CAP has the reserved value 3"
+    return None
+
+
 # --- GET_CAPABILITIES sizes --------------------------------------------------------------------
 CT_EXPONENT_MAX = 31  # CTExponent is a power of two in microseconds; cap what we accept
 MIN_DATA_TRANSFER_SIZE = 42  # 1.2: DataTransferSize shall be at least MinDataTransferSize (42)

@@ -237,8 +237,9 @@ class Requester:
         caps = M.Capabilities.parse(self.exchange(req, C.Code.CAPABILITIES))
         if caps.ct_exponent > C.CT_EXPONENT_MAX:
             raise SpdmError(f"CAPABILITIES: CTExponent {caps.ct_exponent} is over {C.CT_EXPONENT_MAX}")
-        if C.flag_value(caps.flags, "MEAS_CAP") == 3:
-            raise SpdmError("CAPABILITIES: MEAS_CAP has the reserved value 3")
+        problem = C.flag_problem(caps.flags, v, requester=False)
+        if problem:
+            raise SpdmError(f"CAPABILITIES: {problem}")
         if v >= C.V12 and (caps.data_transfer_size < C.MIN_DATA_TRANSFER_SIZE
                            or caps.max_spdm_msg_size < caps.data_transfer_size):
             raise SpdmError(f"CAPABILITIES: DataTransferSize {caps.data_transfer_size} / MaxSPDMmsgSize "

@@ -35,6 +35,9 @@ def run_session(req: Any, report: AuthReport) -> None:
         report.check("session", False, "device or version does not support KEY_EXCHANGE", skipped=True)
         report.session = {"established": False, "reason": "not supported"}
         return
+    if v >= C.V12 and req.other_params != C.OPAQUE_FMT_1:
+        raise SpdmError("KEY_EXCHANGE: the device did not select opaque data format 1, which carries the "
+                        "secured message version from SPDM 1.2 on")
     if not req.chains:
         raise SpdmError("KEY_EXCHANGE: no certificate chain to verify the responder's signature with")
     slot = report.challenged_slot if report.challenged_slot is not None else min(req.chains)
@@ -50,6 +53,8 @@ def run_session(req: Any, report: AuthReport) -> None:
     req.step = "key_exchange"
     rsp = M.KeyExchangeRsp.parse(req.exchange(ke, C.Code.KEY_EXCHANGE_RSP), dhe_size=group.public_size,
                                  hash_size=hsize, sig_size=A.signature_size(req.asym_bit), summary=bool(stype))
+    if rsp.heartbeat_period:
+        raise SpdmError(f"KEY_EXCHANGE_RSP: HeartbeatPeriod {rsp.heartbeat_period} without HBEAT_CAP")
     if rsp.mut_auth_requested:
         raise SpdmError("KEY_EXCHANGE_RSP: asks for mutual authentication, which pciauth did not offer")
     if rsp.opaque:

@@ -90,15 +90,12 @@ class HandlerMixin:
         req = _parse(M.GetCapabilities, message)
         v = req.version
         if v >= C.V11:
-            f = req.flags
-            psk = C.flag_value(f, "PSK_CAP")
-            key_ex = C.flag_value(f, "KEY_EX_CAP")
-            enc_mac = C.flag_value(f, "ENCRYPT_CAP") or C.flag_value(f, "MAC_CAP")
-            if (req.ct_exponent > C.CT_EXPONENT_MAX or psk == 3 or bool(key_ex or psk) != bool(enc_mac)
-                    or f & ~C.flags_mask_for_version(v, C.REQUESTER_FLAGS)):
+            if req.ct_exponent > C.CT_EXPONENT_MAX or C.flag_problem(req.flags, v, requester=True):
                 raise RequestError(C.ErrorCode.INVALID_REQUEST)
             if v >= C.V12 and (req.data_transfer_size < C.MIN_DATA_TRANSFER_SIZE
-                               or req.data_transfer_size > req.max_spdm_msg_size):
+                               or req.data_transfer_size > req.max_spdm_msg_size
+                               or (not C.flag_value(req.flags, "CHUNK_CAP")
+                                   and req.data_transfer_size != req.max_spdm_msg_size)):
                 raise RequestError(C.ErrorCode.INVALID_REQUEST)
         self.version = v
         self.req_flags = req.flags

@@ -161,3 +161,22 @@ def test_get_version_resets_the_connection():
 def test_respond_if_ready_without_pending_request():
     r = negotiated()
     assert error_of(r.handle(M.respond_if_ready(V, 0x83, 1))) == E.UNEXPECTED_REQUEST
+
+
+def test_capabilities_transfer_size_without_chunk_cap():
+    r = Responder(responder_config())
+    r.handle(M.GetVersion().encode())
+    assert error_of(r.handle(M.GetCapabilities(V, 0, 0x6, 0x100, 0x1200).encode())) == E.INVALID_REQUEST
+
+
+@pytest.mark.parametrize("flags,problem", [
+    ({"CERT_CAP": 1, "CHAL_CAP": 1}, None),
+    ({"CHAL_CAP": 1}, "CHAL_CAP or MUT_AUTH_CAP without"),
+    ({"CERT_CAP": 1, "PUB_KEY_ID_CAP": 1, "CHAL_CAP": 1}, "both set"),
+    ({"MAC_CAP": 1, "CERT_CAP": 1, "CHAL_CAP": 1}, "MAC_CAP without KEY_EX_CAP"),
+    ({"KEY_EX_CAP": 1, "CERT_CAP": 1}, "without ENCRYPT_CAP or MAC_CAP"),
+    ({"PSK_CAP": 2, "MAC_CAP": 1}, "reserved value 2"),
+])
+def test_flag_rules(flags, problem):
+    got = C.flag_problem(C.make_flags(flags), V, requester=True)
+    assert (got is None) if problem is None else (problem in got)
