@@ -243,7 +243,7 @@ def flag_problem(flags: int, version: int, *, requester: bool) -> str | None:
     def f(name: str) -> int:
         return flag_value(flags, name)
 
-    if f("PSK_CAP") in (2, 3) and requester or f("PSK_CAP") == 3:
+    if (f("PSK_CAP") in (2, 3) and requester) or f("PSK_CAP") == 3:
         return f"PSK_CAP has the reserved value {f('PSK_CAP')}"
     if not requester and f("MEAS_CAP") == 3:
         return "MEAS_CAP has the reserved value 3"
@@ -256,9 +256,8 @@ def flag_problem(flags: int, version: int, *, requester: bool) -> str | None:
                 return f"{name} without KEY_EX_CAP or PSK_CAP"
     if f("CERT_CAP") and f("PUB_KEY_ID_CAP"):
         return "CERT_CAP and PUB_KEY_ID_CAP are both set"
-    if not (f("CERT_CAP") or f("PUB_KEY_ID_CAP")):
-        if f("CHAL_CAP") or f("MUT_AUTH_CAP"):
-            return "CHAL_CAP or MUT_AUTH_CAP without CERT_CAP or PUB_KEY_ID_CAP"
+    if not (f("CERT_CAP") or f("PUB_KEY_ID_CAP")) and (f("CHAL_CAP") or f("MUT_AUTH_CAP")):
+        return "CHAL_CAP or MUT_AUTH_CAP without CERT_CAP or PUB_KEY_ID_CAP"
     if version >= V13 and (f("EP_INFO_CAP") == 3 or f("MULTI_KEY_CAP") == 3):
         return "EP_INFO_CAP or MULTI_KEY_CAP has the reserved value 3"
     return None
