@@ -10,20 +10,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from fake_vfio_common import Buf
 from fake_vfio_kernel import FakeKernel
 
 from pciauth.uapi import sys as usys
-from pciauth.uapi.structs import ffi
-
-
-class Buf:
-    """A page-aligned anonymous buffer with the fields IommuBackend.map wants."""
-
-    def __init__(self, length: int) -> None:
-        self._map = mmap.mmap(-1, length)
-        self.view = memoryview(self._map)
-        self.vaddr = int(ffi.cast("uintptr_t", ffi.from_buffer(self._map)))
-        self.length = length
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass, field
 
 from pciauth.uapi import ioctls
+from pciauth.uapi.structs import ffi
 
 U64 = (1 << 64) - 1
 REGION_SHIFT = 40  # vfio-pci puts region N at offset N << 40
@@ -87,3 +89,13 @@ class Ioas:
     allowed: list[tuple[int, int]] | None = None
     maps: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # iova -> (length, va, flags)
     users: int = 0
+
+
+class Buf:
+    """A page-aligned anonymous buffer with the fields IommuBackend.map wants."""
+
+    def __init__(self, length: int) -> None:
+        self._map = mmap.mmap(-1, length)
+        self.view = memoryview(self._map)
+        self.vaddr = int(ffi.cast("uintptr_t", ffi.from_buffer(self._map)))
+        self.length = length
