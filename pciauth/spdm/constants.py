@@ -221,11 +221,18 @@ def flag_names(flags: int, table: dict[str, tuple[int, int, int]] = RESPONDER_FL
 
 def flags_mask_for_version(version: int, table: dict[str, tuple[int, int, int]] = RESPONDER_FLAGS) -> int:
     """Bits a peer may set in ``version`` (later fields are reserved there)."""
+    key = (version, id(table))
+    if key in _MASKS:
+        return _MASKS[key]
     mask = 0
     for bit, width, since in table.values():
         if version >= since:
             mask |= ((1 << width) - 1) << bit
+    _MASKS[key] = mask
     return mask
+
+
+_MASKS: dict[tuple[int, int], int] = {}
 
 
 def flag_problem(flags: int, version: int, *, requester: bool) -> str | None:

@@ -158,6 +158,7 @@ class Responder(HandlerMixin):
         self.sessions: dict[int, Any] = {}
         self.pending: dict[int, tuple[int, bytes]] = {}
         self._flags = self.config.flags
+        self._provisioned: tuple[int, dict[int, Slot]] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -262,11 +263,15 @@ class Responder(HandlerMixin):
 
     # --- helpers used by the handlers ---
     def provisioned(self) -> dict[int, Slot]:
-        """Slots whose key serves the negotiated signature algorithm."""
+        """Slots whose key serves the negotiated signature algorithm (first slot of an id wins)."""
+        cached = self._provisioned
+        if cached is not None and cached[0] == self.asym_bit:
+            return cached[1]
         out: dict[int, Slot] = {}
         for s in self.config.slots:
             if s.asym_bits & self.asym_bit and s.slot_id not in out:
                 out[s.slot_id] = s
+        self._provisioned = (self.asym_bit, out)
         return out
 
     def slot_chain(self, slot: Slot) -> bytes:
