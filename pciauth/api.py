@@ -25,11 +25,11 @@ from typing import Any
 from pciauth.dma.iova import Threshold
 from pciauth.errors import DmaError, HostNotReady, NotFoundError, PciauthError
 
-_EMU_RE = re.compile(r"^emu(?::(\d+))?$")
+_EMU_RE = re.compile(r"^emu(?::(\d+))?(?:,.*)?$")
 
 
 def emu_index(spec: str) -> int | None:
-    """0 for ``emu``, N for ``emu:N``, None for anything else."""
+    """0 for ``emu``, N for ``emu:N`` (and ``emu:N,knob=value``), None for anything else."""
     m = _EMU_RE.match(str(spec).strip())
     return None if m is None else int(m.group(1) or 0)
 
@@ -121,7 +121,7 @@ class Device:
         self._stack = contextlib.ExitStack()
         try:
             if self.emulated:
-                self._open_emulated(emu_index(spec))
+                self._open_emulated(emu_index(spec) or 0)
             else:
                 self._open_pci(spec, iommu=iommu, bind=bind, sysfs_root=sysfs_root, force=force)
             self._open_dma(threshold, hugepages, driver)
@@ -136,7 +136,12 @@ class Device:
     def _open_emulated(self, index: int) -> None:
         from pciauth.emu.device import EmulatedDevice
 
-        self.emu = EmulatedDevice(index)
+        knobs: dict = {}
+        if "," in self.spec:  # emu:N,knob=value: the emulated device's knobs (docs/doe.md)
+            from pciauth.target import parse_emu_spec
+
+            index, knobs = parse_emu_spec(self.spec)
+        self.emu = EmulatedDevice(index, **knobs)
         self._stack.callback(self.emu.close)
         if self.emu.iommu is None or self.emu.bar0 is None:
             raise HostNotReady("the emulated device has no DMA engine in this build")

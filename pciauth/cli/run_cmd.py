@@ -73,17 +73,30 @@ class Steps:
         return int(ExitCode.OK)
 
 
-def _auth(dev, anchors):
-    report = dev.auth.authenticate(trust_anchors=anchors)
-    data = report.to_dict() if hasattr(report, "to_dict") else {}
-    ok = bool(getattr(report, "authenticated", False))
+def _auth(dev, anchors, force):
+    result = dev.auth.authenticate(trust_anchors=anchors, force=force)
+    report = getattr(result, "report", result)
+    ok = bool(result.authenticated)
     error = getattr(report, "error", None)
     detail = "authenticated" if ok else f"not authenticated{': ' + str(error) if error else ''}"
-    exit_code = getattr(report, "exit_code", 6)
-    out = {"report": data}
+    out = {"report": _auth_summary(result)}
     if not ok:
-        out["error"] = {"message": detail, "exit_code": int(exit_code or 6)}
+        out["error"] = {"message": detail, "exit_code": int(getattr(result, "exit_code", 6) or 6)}
     return ("passed" if ok else "failed"), detail, out
+
+
+def _auth_summary(result) -> dict:
+    """The authentication fields a run report keeps (``pciauth auth --json`` has them all)."""
+    full = result.to_dict() if hasattr(result, "to_dict") else {}
+    keep = ("ok", "authenticated", "exit_code", "error", "version", "algorithms", "notes", "trust_anchors",
+            "mailbox", "measurements_summary")
+    summary = {k: full[k] for k in keep if k in full}
+    slots = full.get("slots") or []
+    summary["slots"] = [{k: s.get(k) for k in ("slot", "digest", "digest_matches") if k in s} for s in slots]
+    verdicts = full.get("checks") or full.get("verdicts")
+    if verdicts is not None:
+        summary["checks"] = verdicts
+    return summary
 
 
 def _default_threshold(dev):
@@ -170,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             steps.add(**s)
         try:
             if args.auth:
-                steps.run("authenticate", _auth, dev, args.trust_anchor)
+                steps.run("authenticate", _auth, dev, args.trust_anchor, args.force)
             else:
                 steps.add("authenticate", "skipped", "--no-auth")
             previous = dev.iova.threshold

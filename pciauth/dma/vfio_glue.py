@@ -39,14 +39,12 @@ def _need(module: str) -> Any:
 
 
 def _bind(vfio_bind: Any, pdev: Any, force: bool, stack: contextlib.ExitStack) -> dict:
-    """Bind to vfio-pci and push the restore; returns a report step."""
-    for name in ("bound", "bind_device", "vfio_bound"):
-        cm = getattr(vfio_bind, name, None)
-        if cm is not None:
-            result = stack.enter_context(cm(pdev, force=force))
-            return {"name": "bind", "status": "passed", "detail": f"bound to vfio-pci ({name})",
-                    "result": getattr(result, "to_dict", lambda: None)()}
-    raise HostNotReady("pciauth.vfio.bind offers no binding context manager")
+    """Bind to vfio-pci with ``pciauth.vfio.bind.bound`` (journal, signals, restore on exit)."""
+    binding = stack.enter_context(vfio_bind.bound(pdev, force=force))
+    d = binding.to_dict() if hasattr(binding, "to_dict") else {}
+    was = d.get("original_driver") or "no driver"
+    detail = f"bound to vfio-pci (was {was})" if d.get("changed", True) else "already on vfio-pci"
+    return {"name": "bind", "status": "passed", "detail": detail, "binding": d}
 
 
 def _bar0(vfio_device: Any) -> Any:
@@ -74,10 +72,9 @@ def open_pci(spec: str, *, iommu: str, bind: bool, sysfs_root: str | None, force
     backend = iommu_mod.open_backend(pdev, iommu)
     stack.callback(backend.close)
     vfio_device_mod = _need("pciauth.vfio.device")
-    vdev = vfio_device_mod.VfioDevice.from_backend(backend, pdev) if hasattr(
-        vfio_device_mod.VfioDevice, "from_backend") else vfio_device_mod.VfioDevice(backend, pdev)
+    vdev = vfio_device_mod.VfioDevice.from_backend(backend, pdev)
     stack.callback(vdev.close)
-    config = getattr(vdev, "config", None) or pdev.config_space(writable=True)
+    config = vdev.config  # the VFIO config region (DOE offsets come from sysfs, see pciauth.target)
     info = pdev.to_dict() if hasattr(pdev, "to_dict") else {"name": pdev.name}
     info["iommu"] = getattr(backend, "name", iommu)
     return OpenedPci(pdev.name, backend, _bar0(vdev), config, (pdev.vendor, pdev.device, pdev.class_code),
