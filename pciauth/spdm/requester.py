@@ -99,6 +99,10 @@ class Requester:
     def __init__(self, transport: Any, config: RequesterConfig | None = None) -> None:
         self.transport = transport
         self.config = config or RequesterConfig()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything learned from the device (each authenticate() starts over)."""
         self.t = Transcript()
         self.version = C.V10
         self.rsp_flags = 0
@@ -114,6 +118,7 @@ class Requester:
     # --- public ---
     def authenticate(self) -> AuthReport:
         report = AuthReport()
+        self._reset()
         try:
             self._run(report)
         except Exception as exc:  # recorded, never raised: the report survives
@@ -174,9 +179,11 @@ class Requester:
             h = M.parse_header(response)
             if h.code == C.Code.ERROR:
                 err = M.ErrorResponse.parse(response)
-                if err.version != version:
-                    raise SpdmError(f"{name}: ERROR in SPDM version {C.version_str(err.version)}, "
-                                    f"expected {C.version_str(version)}")
+                if err.version != version:  # report the error, and do not act on it
+                    raise SpdmErrorResponse(
+                        f"{name}: device answered ERROR {err.name} (0x{err.error_code:02x}) in SPDM version "
+                        f"{C.version_str(err.version)}, request was {C.version_str(version)}",
+                        request=name, error_code=err.error_code)
                 if err.error_code == C.ErrorCode.BUSY and busy < self.config.busy_retries:
                     busy += 1
                     self.config.sleep(0.001 * (2 ** busy))

@@ -214,3 +214,35 @@ def test_measurement_summary_hash_mismatch_is_reported():
     responder._challenge = challenge_then_change
     report = Requester(CallableTransport(responder.handle), requester_config(summary_type="all")).authenticate()
     assert report.verdict("measurement_summary").ok is False
+
+
+def test_authenticate_twice_starts_over():
+    responder = Responder(responder_config())
+    requester = Requester(CallableTransport(responder.handle), requester_config())
+    first, second = requester.authenticate(), requester.authenticate()
+    assert first.authenticated and second.authenticated
+    assert first.signatures[0].requester_nonce != second.signatures[0].requester_nonce
+
+
+def test_error_in_another_version_is_reported_with_its_code():
+    report, _ = run(responder_config(versions=(0x10, 0x11)), requester_config(versions=(0x12,)))
+    assert report.exit_code == 5 and "no common SPDM version" in report.error["message"]
+
+    class Liar:
+        """Lists 1.2 in VERSION but refuses GET_CAPABILITIES 1.2 (VersionMismatch, in 1.0)."""
+
+        def __init__(self):
+            self.r = Responder(responder_config(versions=(0x10,)))
+
+        def exchange(self, message, *, secured=False):
+            if message[1] == C.Code.GET_VERSION:
+                self.r.handle(message)
+                return bytes.fromhex("100400000002") + bytes.fromhex("00100012")
+            return self.r.handle(message, secured=secured)
+
+        def close(self):
+            pass
+
+    report = Requester(Liar(), requester_config()).authenticate()
+    assert report.error["error_code"] == C.ErrorCode.VERSION_MISMATCH
+    assert "VERSION_MISMATCH" in report.error["message"] and report.exit_code == 5
