@@ -101,6 +101,67 @@ def _compile_and_run(tmp_path, members: dict[str, list[str]], include: str | Non
     return out, ""
 
 
+def probe_layouts(tmp, include: str | None) -> tuple[dict[str, dict[str, int]], dict[str, set[str]]]:
+    """sizeof/offsetof from the headers; fields the headers lack are dropped and reported."""
+    members = {name: [f for f, _ in _fields(name)] for name in STRUCTS}
+    missing: dict[str, set[str]] = {}
+    for _attempt in range(len(STRUCTS) * 4):
+        out, err = _compile_and_run(tmp, members, include)
+        if out is not None:
+            break
+        # Drop the fields these headers do not have, then try again.
+        found = re.findall(r"struct (\w+)[’'] has no member named [‘'](\w+)[’']", err)
+        if not found:
+            raise AssertionError(f"compiling the layout probe failed:\n{err}")
+        for struct_name, field in found:
+            missing.setdefault(struct_name, set()).add(field)
+            if field in members[struct_name]:
+                members[struct_name].remove(field)
+    else:
+        raise AssertionError("could not compile the layout probe")
+    layouts: dict[str, dict[str, int]] = {}
+    for line in out.splitlines():
+        name, field, value = line.split()
+        layouts.setdefault(name, {})[field] = int(value)
+    return layouts, missing
+
+
+#: Structs whose newer kernels add fields pciauth does not use (the kernel takes the shorter size).
+GROWING = {
+    "vfio_device_bind_iommufd",
+    "vfio_device_attach_iommufd_pt",
+    "vfio_device_detach_iommufd_pt",
+    "iommu_hw_info",
+    "iommu_hwpt_alloc",
+}
+
+
+def layout_problems(name: str, header: dict[str, int], absent: set[str]) -> list[str]:
+    """How pciauth's cffi layout of ``name`` disagrees with the headers' (empty: it agrees)."""
+    problems = []
+    ours = _fields(name)
+    for fname, offset in ours:
+        if fname in absent:
+            if offset < header["sizeof"]:
+                problems.append(
+                    f"{name}.{fname} at {offset} is missing from the headers but lies inside "
+                    f"their {header['sizeof']}-byte struct"
+                )
+        elif header[fname] != offset:
+            problems.append(f"{name}.{fname}: headers say {header[fname]}, pciauth {offset}")
+    our_size = ffi.sizeof(f"struct {name}")
+    if absent:
+        # An older kernel's struct must end where pciauth's first extra field begins.
+        first_absent = min(offset for fname, offset in ours if fname in absent)
+        if header["sizeof"] != first_absent:
+            problems.append(
+                f"{name}: headers' size {header['sizeof']} is not where pciauth's extra fields begin"
+            )
+    elif header["sizeof"] < our_size or (header["sizeof"] > our_size and name not in GROWING):
+        problems.append(f"{name}: headers' size {header['sizeof']}, pciauth {our_size}")
+    return problems
+
+
 @pytest.fixture(scope="module")
 def header_layouts(tmp_path_factory):
     if shutil.which("gcc") is None:
@@ -119,57 +180,70 @@ def header_layouts(tmp_path_factory):
             f"kernel UAPI headers in {base} are {version or 'of unknown version'}, need >= 6.6 "
             "(scripts/install-uapi-headers.sh)"
         )
-    tmp = tmp_path_factory.mktemp("uapi")
-    members = {name: [f for f, _ in _fields(name)] for name in STRUCTS}
-    missing: dict[str, set[str]] = {}
-    for _attempt in range(len(STRUCTS) * 4):
-        out, err = _compile_and_run(tmp, members, include)
-        if out is not None:
-            break
-        # Drop the fields these headers do not have, then try again.
-        found = re.findall(r"struct (\w+)[’'] has no member named [‘'](\w+)[’']", err)
-        if not found:
-            pytest.fail(f"compiling the layout probe failed:\n{err}")
-        for struct_name, field in found:
-            missing.setdefault(struct_name, set()).add(field)
-            if field in members[struct_name]:
-                members[struct_name].remove(field)
-    else:
-        pytest.fail("could not compile the layout probe")
-    layouts: dict[str, dict[str, int]] = {}
-    for line in out.splitlines():
-        name, field, value = line.split()
-        layouts.setdefault(name, {})[field] = int(value)
+    layouts, missing = probe_layouts(tmp_path_factory.mktemp("uapi"), include)
     return layouts, missing, version
 
 
 @pytest.mark.parametrize("name", STRUCTS)
 def test_layout_matches_kernel_headers(header_layouts, name: str) -> None:
     layouts, missing, version = header_layouts
-    header = layouts[name]
-    ours = _fields(name)
-    our_size = ffi.sizeof(f"struct {name}")
-    absent = missing.get(name, set())
-    for fname, offset in ours:
-        if fname in absent:
-            assert offset >= header["sizeof"], (
-                f"{name}.{fname} at {offset} is missing from the {version} headers but lies inside "
-                f"their {header['sizeof']}-byte struct"
-            )
-            continue
-        assert header[fname] == offset, f"{name}.{fname}: headers say {header[fname]}, pciauth {offset}"
-    if absent:
-        # An older kernel's struct: it must end where pciauth's first extra field begins.
-        first_absent = min(offset for fname, offset in ours if fname in absent)
-        assert header["sizeof"] == first_absent
-    else:
-        assert header["sizeof"] >= our_size
-        if header["sizeof"] > our_size:
-            # Newer kernel with fields pciauth does not use: fine, the kernel takes argsz/size.
-            assert name in {
-                "vfio_device_bind_iommufd",
-                "vfio_device_attach_iommufd_pt",
-                "vfio_device_detach_iommufd_pt",
-                "iommu_hw_info",
-                "iommu_hwpt_alloc",
-            }
+    assert layout_problems(name, layouts[name], missing.get(name, set())) == [], f"headers {version}"
+
+
+# ---- the comparison itself, against hand-made headers (an old kernel, a wrong layout) ----
+def _fake_headers(tmp_path, edit) -> str:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "uapi_build", os.path.join(os.path.dirname(__file__), "..", "..", "cffi_build", "uapi_build.py")
+    )
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    text = edit(build.STRUCTS)
+    inc = tmp_path / "include" / "linux"
+    inc.mkdir(parents=True)
+    (inc / "vfio.h").write_text(
+        "#include <stdint.h>\ntypedef uint64_t pa_aligned_u64 __attribute__((aligned(8)));\n" + text
+    )
+    (inc / "iommufd.h").write_text("/* in vfio.h */\n")
+    return str(tmp_path / "include")
+
+
+HWPT_66 = """struct iommu_hwpt_alloc {
+    uint32_t size;
+    uint32_t flags;
+    uint32_t dev_id;
+    uint32_t pt_id;
+    uint32_t out_hwpt_id;
+    uint32_t __reserved;
+};"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_comparison_accepts_an_older_kernels_shorter_struct(tmp_path) -> None:
+    def to_66(text: str) -> str:
+        start = text.index("struct iommu_hwpt_alloc {")
+        end = text.index("};", start) + 2
+        return text[:start] + HWPT_66 + text[end:]
+
+    layouts, missing = probe_layouts(tmp_path, _fake_headers(tmp_path, to_66))
+    assert missing == {"iommu_hwpt_alloc": {"data_type", "data_len", "data_uptr", "fault_id", "__reserved2"}}
+    assert layouts["iommu_hwpt_alloc"]["sizeof"] == 24
+    for name in STRUCTS:
+        assert layout_problems(name, layouts[name], missing.get(name, set())) == []
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_comparison_catches_a_moved_field(tmp_path) -> None:
+    def shift(text: str) -> str:
+        # A kernel whose iommu_ioas_map had one more u32 before user_va (it does not): offsets move.
+        return text.replace(
+            "    uint32_t __reserved;\n    pa_aligned_u64 user_va;",
+            "    uint32_t __reserved;\n    uint32_t extra[2];\n    pa_aligned_u64 user_va;",
+        )
+
+    layouts, missing = probe_layouts(tmp_path, _fake_headers(tmp_path, shift))
+    problems = layout_problems(
+        "iommu_ioas_map", layouts["iommu_ioas_map"], missing.get("iommu_ioas_map", set())
+    )
+    assert any("iommu_ioas_map.user_va: headers say 24, pciauth 16" in p for p in problems)
