@@ -95,12 +95,34 @@ def load_reference(path: str) -> dict:
         raise MalformedData(f"{path}: not a pciauth reference (bad JSON: {e})", field="json", path=path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise MalformedData(f"{path}: not a pciauth reference (format/version)", field="format", path=path)
-    for name in ("slots",):
-        if not isinstance(doc.get(name), list):
-            raise MalformedData(f"{path}: field {name!r} is not a list", field=name, path=path)
-    if doc.get("measurements") is not None and not isinstance(doc["measurements"], list):
-        raise MalformedData(f"{path}: field 'measurements' is not a list", field="measurements", path=path)
+    check_reference(doc, path)
     return doc
+
+
+def check_reference(doc: dict, path: str = "reference") -> None:
+    """Raise :class:`MalformedData` naming the field when ``doc`` is not shaped like a reference."""
+
+    def bad(field: str, what: str) -> MalformedData:
+        return MalformedData(f"{path}: {field} is not {what}", field=field, path=path)
+
+    if not isinstance(doc, dict):
+        raise bad("the reference", "an object")
+    if not isinstance(doc.get("algorithms") or {}, dict):
+        raise bad("algorithms", "an object")
+    if not isinstance(doc.get("slots"), list):
+        raise bad("slots", "a list")
+    for i, slot in enumerate(doc["slots"]):
+        if not isinstance(slot, dict) or not isinstance(slot.get("slot"), int):
+            raise bad(f"slots[{i}]", "an object with an integer slot")
+        if not isinstance(slot.get("certificates_sha256") or [], list):
+            raise bad(f"slots[{i}].certificates_sha256", "a list")
+    measurements = doc.get("measurements")
+    if measurements is not None:
+        if not isinstance(measurements, list):
+            raise bad("measurements", "a list")
+        for i, m in enumerate(measurements):
+            if not isinstance(m, dict) or not isinstance(m.get("index"), int):
+                raise bad(f"measurements[{i}]", "an object with an integer index")
 
 
 def _by(items: list, key: str, path: str, field: str) -> dict:
@@ -114,6 +136,8 @@ def _by(items: list, key: str, path: str, field: str) -> dict:
 
 def compare(expected: dict, actual: dict, *, path: str = "reference") -> list[Difference]:
     """Every difference between two references (``expected`` from a file, ``actual`` fresh)."""
+    check_reference(expected, path)
+    check_reference(actual, "current")
     diffs: list[Difference] = []
 
     def add(what: str, key: str, exp: Any, act: Any, message: str) -> None:
@@ -147,7 +171,7 @@ def compare(expected: dict, actual: dict, *, path: str = "reference") -> list[Di
         add("measurement", "*", len(exp_m), None, "measurements were not collected, the reference has them")
     elif exp_m is not None and act_m is not None:
         e_by, a_by = _by(exp_m, "index", path, "measurements"), _by(act_m, "index", path, "measurements")
-        for key in sorted(set(e_by) | set(a_by), key=lambda k: (len(k), k)):
+        for key in sorted(set(e_by) | set(a_by), key=int):
             e, a = e_by.get(key), a_by.get(key)
             if e is None:
                 add("measurement", key, None, a.get("value"), f"measurement {key} ({a.get('type')}) is new")
