@@ -3,6 +3,8 @@ returns a report whatever the device sends."""
 
 from __future__ import annotations
 
+import os
+
 from conftest import requester_config, responder_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,6 +16,9 @@ from pciauth.spdm.messages_session import parse_opaque
 from pciauth.spdm.requester import Requester
 from pciauth.spdm.responder import Responder
 from pciauth.transport import CallableTransport
+
+#: PCIAUTH_FUZZ_SCALE=10 runs ten times the examples (a longer hunt; the default suits CI)
+SCALE = max(1, int(os.environ.get("PCIAUTH_FUZZ_SCALE", "1")))
 
 PARSERS = [
     lambda d: M.ErrorResponse.parse(d).not_ready(),
@@ -67,7 +72,7 @@ mutated = st.builds(_mutate, st.sampled_from(VALID), st.integers(0, 10_000), st.
 anything = st.one_of(st.binary(max_size=300), mutated)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(PARSERS) - 1), anything)
 def test_parsers_raise_only_pciauth_errors(which, data):
     try:
@@ -76,7 +81,7 @@ def test_parsers_raise_only_pciauth_errors(which, data):
         pass
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(anything, min_size=1, max_size=8), st.booleans())
 def test_responder_never_raises(messages, secured):
     responder = Responder(responder_config())
@@ -87,7 +92,7 @@ def test_responder_never_raises(messages, secured):
         assert isinstance(out, bytes) and len(out) >= 4
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 40), mutated)
 def test_requester_survives_any_response(nth, replacement):
     """Replace the nth response of a real conversation: a report comes back, never authenticated
