@@ -118,6 +118,21 @@ def safety_problems(device, *, force: bool = False) -> tuple[list[str], list[str
     return ([], problems) if force else (problems, [])
 
 
+def _check_existing(journal: Journal, name: str, timeout: float) -> None:
+    """Refuse a device another live pciauth session holds; restore one a dead session left."""
+    existing = journal.read(name)
+    if existing is None:
+        return
+    if existing.mode == "session" and existing.owner_alive() and existing.pid != os.getpid():
+        raise DeviceBusy(
+            f"{name} is held by pciauth process {existing.pid}",
+            device=name,
+            hint="wait for it to finish, or `pciauth restore` after it is gone",
+        )
+    if existing.stale():
+        restore_entry(existing, journal=journal, timeout=timeout)
+
+
 def bind(
     device,
     *,
@@ -132,16 +147,8 @@ def bind(
     root = device_root(path)
     if not os.path.isdir(path):
         raise BindError(f"{path} does not exist", device=name, step="FindDevice")
-    existing = journal.read(name)
-    if existing is not None:
-        if existing.mode == "session" and existing.owner_alive() and existing.pid != os.getpid():
-            raise DeviceBusy(
-                f"{name} is held by pciauth process {existing.pid}",
-                device=name,
-                hint="wait for it to finish, or `pciauth restore` after it is gone",
-            )
-        if existing.stale():
-            restore_entry(existing, journal=journal, timeout=timeout)
+    with journal.locked():
+        _check_existing(journal, name, timeout)  # restores what a crashed session left first
 
     original = current_driver(path)
     binding = Binding(
@@ -174,7 +181,9 @@ def bind(
             "a file system or the network)",
         )
     binding.warnings.extend(warnings)
-    binding.journal_path = journal.write(binding.entry())
+    with journal.locked():
+        _check_existing(journal, name, timeout)  # another pciauth may have started meanwhile
+        binding.journal_path = journal.write(binding.entry())
     binding.changed = True
     try:
         write_attr(os.path.join(path, "driver_override"), VFIO_DRIVER, step="SetDriverOverride", device=name)
@@ -381,6 +390,13 @@ def replay_stale(journal: Journal | None = None) -> list[dict]:
     """Restore every device of a crashed pciauth session (call at start-up). Never raises."""
     journal = journal or Journal()
     results: list[dict] = []
+    if not os.path.isdir(journal.directory):
+        return results  # the common case: nothing was ever bound
+    with journal.locked():
+        return _replay(journal, results)
+
+
+def _replay(journal: Journal, results: list[dict]) -> list[dict]:
     for path, entry in journal.entries():
         if isinstance(entry, Exception) or not entry.stale():
             continue

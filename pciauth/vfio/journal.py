@@ -17,10 +17,13 @@ recycled pid does not keep a dead session's entry alive.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 from pciauth.errors import MalformedData, PermissionDeniedError
@@ -138,6 +141,26 @@ class Journal:
 
     def __init__(self, directory: str | None = None) -> None:
         self.directory = directory or run_dir()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the journal's lock (``bind.lock``): replay, restore and new entries do not race.
+
+        Without a writable run directory there is no journal to protect: no lock then.
+        """
+        try:
+            os.makedirs(self.directory, mode=0o755, exist_ok=True)
+            fd = os.open(
+                os.path.join(self.directory, "bind.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def path_for(self, device: str) -> str:
         if not _BDF.match(device):

@@ -255,3 +255,34 @@ def test_foreign_driver_override_not_clobbered_and_restored_when_forced(env, cor
     b = vbind.bind(dev(), timeout=2, force=True)
     vbind.restore(b, timeout=2)
     assert env.override(BDF) == "nvme"  # put back as it was
+
+
+def test_ignored_signals_stay_ignored(env, core) -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with vbind.bound(dev(), timeout=2):
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            signal.raise_signal(signal.SIGHUP)  # nohup'ed: nothing happens
+            assert env.driver(BDF) == "vfio-pci"
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert env.driver(BDF) == "nvme"
+
+
+def test_signal_during_restore_waits_for_the_restore(env, core, monkeypatch) -> None:
+    real = vbind.restore_entry
+    seen = []
+
+    def restore_with_interruption(entry, **kw):
+        signal.raise_signal(signal.SIGTERM)  # arrives in the middle of restoring
+        return real(entry, **kw)
+
+    monkeypatch.setattr(vbind, "restore_entry", restore_with_interruption)
+    previous = signal.signal(signal.SIGTERM, lambda s, f: seen.append(env.driver(BDF)))
+    try:
+        with vbind.bound(dev(), timeout=2):
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert env.driver(BDF) == "nvme"
+    assert seen == ["nvme"]  # delivered once, after the driver was back
