@@ -51,6 +51,8 @@ def _print_human(report: dict) -> None:
         print(f"  verify: {state}")
     for name, ok in r["checks"].items():
         print(f"  check {name}: {'ok' if ok else 'FAILED'}")
+    for note in r.get("notes", []):
+        print(f"  note: {note}")
     if r["error"]:
         print(f"  error: {r['error']['message']}")
     print("ok" if report["ok"] else "FAILED")

@@ -39,6 +39,7 @@ class CheckResult:
     iovas: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)
     error: dict | None = None
+    notes: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,7 @@ class CheckResult:
             "iovas": {k: f"0x{v:x}" for k, v in self.iovas.items()},
             "checks": self.checks,
             "error": self.error,
+            "notes": self.notes,
         }
 
 
@@ -72,6 +74,14 @@ def _window(private: bool) -> str:
 
 def _error_dict(exc: PciauthError) -> dict:
     return exc.to_dict()
+
+
+def _buffer_notes(result: CheckResult, *mappings) -> None:
+    for m in mappings:
+        reason = getattr(m.buffer, "fallback_reason", None)
+        note = f"{m.tag or 'buffer'}: 4 KiB pages instead of hugepages: {reason}"
+        if reason and note not in result.notes:
+            result.notes.append(note)
 
 
 def copy_check(driver, session, size: int, *, private: bool = True, pattern: str = "offset",
@@ -88,6 +98,7 @@ def copy_check(driver, session, size: int, *, private: bool = True, pattern: str
         session.free(src)
         raise
     result.iovas = {"src": src.iova, "dst": dst.iova}
+    _buffer_notes(result, src, dst)
     zero = make_pattern("zero")
     segment = min(COPY_SEGMENT, getattr(driver, "segment", COPY_SEGMENT))
     try:
@@ -122,6 +133,7 @@ def device_write_check(driver, session, size: int, *, private: bool = True, iter
     result = CheckResult("device-write", _window(private), size)
     dst = session.alloc(max(size, 4096), private=private, tag="dst")
     result.iovas = {"dst": dst.iova}
+    _buffer_notes(result, dst)
     canary = make_pattern("offset", seed=0xCA7A)
     first: bytes | None = None
     try:

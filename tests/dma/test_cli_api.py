@@ -196,3 +196,41 @@ def test_plugin_import_is_light():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stdout
+
+
+def test_dma_hugepages_prefer_reports_the_fallback(capsys, monkeypatch):
+    from pciauth.dma import buffer as bufmod
+
+    real = bufmod.DmaBuffer._map
+
+    def no_huge(length, flags):
+        if flags & bufmod.MAP_HUGETLB:
+            raise OSError(12, "Cannot allocate memory")
+        return real(length, flags)
+
+    monkeypatch.setattr(bufmod.DmaBuffer, "_map", staticmethod(no_huge))
+    code, report = run_json(capsys, "dma", "emu", "--size", "64K", "--hugepages", "prefer")
+    assert code == 0 and any("instead of hugepages" in n for n in report["result"]["notes"])
+    assert main(["dma", "emu", "--size", "64K", "--hugepages"]) == 7  # required but missing: host not ready
+    assert "nr_hugepages" in capsys.readouterr().err
+
+
+def test_progress_bar_draws_only_on_a_tty():
+    import io
+
+    from pciauth.dma.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    with Progress(100, "dma", stream=out) as bar:
+        bar.update(50)
+        bar.update(100)
+    text = out.getvalue()
+    assert "dma [" in text and "100.0%" in text and text.endswith("\r")
+    plain = io.StringIO()
+    with Progress(100, stream=plain) as bar:
+        bar.update(100)
+    assert plain.getvalue() == ""

@@ -174,3 +174,18 @@ def test_identify_into_a_shared_buffer_below_x_faults_in_the_iommu(iommu, sessio
     iommu.unmap(iova, 4096)
     session.allocator.free(iova)
     wrong.close()
+
+
+def test_doorbell_stride_beyond_the_bar_is_refused(iommu, session):
+    model, cfg, drv = make(iommu, session, dstrd=15)
+    model.size = 0x4000
+    with pytest.raises(NvmeError, match="CAP.DSTRD=15"):
+        drv.start()
+    assert not any(op == "w" for op, *_ in model.log)  # refused before touching the controller
+
+
+def test_zero_cap_timeout_still_waits_a_little(iommu, session):
+    model, cfg, drv = make(iommu, session, to=0, ready_polls=3)
+    buf = session.alloc(4096)
+    with drv:
+        drv.identify(buf.iova)

@@ -124,6 +124,13 @@ class NvmeDriver(DmaDriver):
             raise NvmeError(f"controller's smallest page is {self.cap['mpsmin']} bytes; pciauth uses 4 KiB",
                             device=self.ctx.name)
         self.doorbell_stride = 4 << self.cap["dstrd"]
+        bar_size = getattr(self.bar, "size", None)
+        if isinstance(bar_size, int) and DOORBELL_BASE + self.doorbell_stride + 4 > bar_size:
+            raise NvmeError(
+                f"CAP.DSTRD={self.cap['dstrd']} puts the admin CQ doorbell at "
+                f"0x{DOORBELL_BASE + self.doorbell_stride:x}, beyond BAR0 (0x{bar_size:x} bytes)",
+                device=self.ctx.name,
+            )
         self.entries = min(QUEUE_ENTRIES, self.cap["mqes"])
         if self.entries < 2:
             raise NvmeError(f"CAP.MQES allows {self.entries} entries; a queue needs 2", device=self.ctx.name)
