@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         command = command[1:]
     if args.hold and command:
         raise UsageError("use either --hold or a command after --, not both")
+    if args.device.split(":")[0] == "emu":
+        raise UsageError("'emu' is pciauth's emulated device: it needs no binding")
     _report_replayed(vbind.replay_stale())
     device = find_device(args.device)
 

@@ -24,8 +24,8 @@ from pciauth.pci import sysfs
 #: Drivers that leave an IOMMU group viable for VFIO.
 VIABLE_DRIVERS = frozenset({"vfio-pci", "pci-stub", "pcieport"})
 IFF_UP = 0x1
-#: Depth limit when following block-device holders (dm on md on a partition...).
-MAX_HOLDER_DEPTH = 8
+#: At most this many block devices are visited when following holders (dm on md on a partition...).
+MAX_HOLDERS = 256
 
 
 def proc_root() -> str:
@@ -72,18 +72,23 @@ def block_devices_below(device_path: str, root: str | None = None) -> list[str]:
     return below
 
 
-def _block_users(name: str, class_block: str, mounts: dict[str, str], depth: int = 0) -> list[str]:
+def _block_users(
+    name: str, class_block: str, mounts: dict[str, str], seen: set[str] | None = None
+) -> list[str]:
     """Why block device ``name`` is in use: mount points, swap, or users of its holders."""
+    seen = set() if seen is None else seen
+    if name in seen or len(seen) >= MAX_HOLDERS:
+        return []
+    seen.add(name)
     used: list[str] = []
     devnum = sysfs.read_text(os.path.join(class_block, name, "dev"))
     if devnum and devnum in mounts:
         used.append(f"{name} is mounted on {mounts[devnum]}")
     if "swap:" + name in mounts:
         used.append(f"{name} is used as swap")
-    if depth < MAX_HOLDER_DEPTH:
-        for holder in sysfs.list_dir(os.path.join(class_block, name, "holders")):
-            for why in _block_users(holder, class_block, mounts, depth + 1):
-                used.append(f"{name} is held by {why}")
+    for holder in sysfs.list_dir(os.path.join(class_block, name, "holders")):
+        for why in _block_users(holder, class_block, mounts, seen):
+            used.append(f"{name} is held by {why}")
     return used
 
 

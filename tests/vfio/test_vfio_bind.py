@@ -286,3 +286,13 @@ def test_signal_during_restore_waits_for_the_restore(env, core, monkeypatch) -> 
         signal.signal(signal.SIGTERM, previous)
     assert env.driver(BDF) == "nvme"
     assert seen == ["nvme"]  # delivered once, after the driver was back
+
+
+def test_holder_loops_terminate(env, core) -> None:
+    disk = _add_block(env, "nvme0n1", "259:0", os.path.join(env.dev_path(BDF), "nvme", "nvme0"))
+    dm = _add_block(env, "dm-0", "253:0", env.path("devices/virtual/block"))
+    os.symlink(os.path.relpath(dm, os.path.join(disk, "holders")), os.path.join(disk, "holders", "dm-0"))
+    os.symlink(os.path.relpath(disk, os.path.join(dm, "holders")), os.path.join(dm, "holders", "nvme0n1"))
+    (env.tmp / "proc/self/mountinfo").write_text("30 1 253:0 / /home rw - xfs /dev/dm-0 rw\n")
+    with pytest.raises(RefusedError, match="held by dm-0 is mounted on /home"):
+        vbind.bind(dev(), timeout=1)
