@@ -93,8 +93,8 @@ def test_responder_never_raises(messages, secured):
 
 
 @settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 40), mutated)
-def test_requester_survives_any_response(nth, replacement):
+@given(st.integers(0, 40), mutated, st.booleans())
+def test_requester_survives_any_response(nth, replacement, session):
     """Replace the nth response of a real conversation: a report comes back, never authenticated
     unless the replacement happens to be harmless padding."""
     responder = Responder(responder_config())
@@ -105,7 +105,31 @@ def test_requester_survives_any_response(nth, replacement):
         count["n"] += 1
         return replacement if count["n"] == nth else resp
 
-    report = Requester(CallableTransport(handler), requester_config()).authenticate()
+    report = Requester(CallableTransport(handler), requester_config(session=session)).authenticate()
     assert report.exit_code in (0, 5, 6)
     if report.authenticated:
         assert report.error is None
+
+
+@settings(max_examples=100 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(min_size=0, max_size=120), min_size=1, max_size=5), st.integers(0, 7))
+def test_responder_session_never_raises(records, keep):
+    """Inside an established session: forged or mangled records never crash the responder."""
+    responder = Responder(responder_config())
+    captured = []
+
+    def handler(message: bytes, secured: bool = False) -> bytes:
+        if secured:
+            captured.append(message)
+            if len(captured) > 1:  # keep the session open: END_SESSION never reaches the responder
+                return b"\x00" * 8
+        return responder.handle(message, secured=secured)
+
+    cfg = requester_config(session=True, session_measurements=False)
+    Requester(CallableTransport(handler), cfg).authenticate()
+    assert len(responder.sessions) == 1
+    real = captured[0]  # the FINISH record: its session id header is genuine
+    for rec in records:
+        forged = real[: keep % 8] + rec
+        out = responder.handle(forged, secured=True)
+        assert isinstance(out, bytes) and len(out) >= 4
