@@ -54,8 +54,9 @@ def _make_pki(tmp: Path) -> Path | None:
     if not harness.command_exists("pki") or not harness.command_exists("responder"):
         return None
     pki = tmp / "pki"
-    subprocess.run([sys.executable, "-m", "pciauth", "pki", "init", str(pki), *NVME_PKI_IDS],
-                   check=True, cwd=REPO, capture_output=True, timeout=300)
+    for path in (pki, tmp / "foreign-pki"):
+        subprocess.run([sys.executable, "-m", "pciauth", "pki", "init", str(path), *NVME_PKI_IDS],
+                       check=True, cwd=REPO, capture_output=True, timeout=300)
     return pki
 
 
@@ -69,7 +70,7 @@ def _boot(vm, variant: str, tmp: Path) -> dict:
     if pki is not None:
         with host_responder(pki, log=tmp / "responder.log") as port:
             res = vm.run_vm(cmd, machine=machine, devices=devices, spdm_port=port, timeout=timeout,
-                            job_files={"pki": pki})
+                            job_files={"pki": pki, "foreign-pki": tmp / "foreign-pki"})
     else:
         res = vm.run_vm(cmd, machine=machine, devices=devices, timeout=timeout)
     results = {}

@@ -37,23 +37,30 @@ def doctor_ready() -> dict:
     data = res.json()
     expect(res.status == 0, f"doctor is not ready under a vIOMMU: {res.brief()}")
     expect(data.get("ok") is True, f"doctor --json has ok={data.get('ok')!r}")
-    text = _flatten(data)
-    for backend in ("iommufd", "legacy"):
-        expect(backend in text, f"doctor --json does not mention the {backend} backend")
-    return {"seconds": round(res.seconds, 2), "keys": sorted(data)}
+    expect(data.get("ready") == {"legacy": True, "iommufd": True},
+           f"doctor --json ready={data.get('ready')!r}, want both backends")
+    fails = [f for f in data["findings"] if f["status"] == "fail"]
+    expect(not fails, f"doctor findings failed: {fails}")
+    expect(data.get("kernel", "").startswith("6.12"), f"doctor kernel {data.get('kernel')!r}")
+    return {"seconds": round(res.seconds, 2), "ready": data["ready"],
+            "findings": {f["check"]: f["status"] for f in data["findings"]}}
 
 
 @check("doctor_names_missing_iommu", variants=("none",), needs=("doctor",))
 def doctor_no_iommu() -> dict:
     res = pciauth("doctor", "--json")
     data = res.json()
-    expect(res.status != 0, f"doctor says ready with no IOMMU: {res.brief()}")
+    expect(res.status == 7, f"doctor without an IOMMU should exit 7 (host not ready): {res.brief()}")
     expect(data.get("ok") is False, "doctor --json has ok != false without an IOMMU")
-    text = _flatten(data)
-    expect("iommu" in text and ("intel_iommu" in text or "iommu_group" in text or "no iommu" in text
-                                 or "iommu groups" in text),
-           f"doctor --json does not name the missing IOMMU: {res.stdout[:1500]}")
-    return {"status": res.status}
+    expect(data.get("ready") == {"legacy": False, "iommufd": False},
+           f"doctor --json ready={data.get('ready')!r} without an IOMMU")
+    by = {f["check"]: f for f in data["findings"]}
+    iommu = by.get("iommu", {})
+    expect(iommu.get("status") == "fail", f"the iommu finding is {iommu!r}, not a failure")
+    text = _flatten(iommu)
+    expect("intel_iommu=on" in text or "amd_iommu" in text or "iommu=" in text,
+           f"the iommu finding names no fix: {iommu!r}")
+    return {"status": res.status, "iommu": iommu}
 
 
 @check("list_sees_guest_devices", variants=("intel-iommu", "virtio-iommu", "none"), needs=("list",))

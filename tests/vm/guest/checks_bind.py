@@ -43,22 +43,21 @@ def bind_unbind() -> dict:
     return {"bind_json": res.json(), "restore_json": restored.json()}
 
 
-@check("restore_after_kill9", variants=VARIANTS, needs=("dma", "restore"))
+@check("restore_after_kill9", variants=VARIANTS, needs=("bind", "restore"))
 def restore_after_kill() -> dict:
-    """A pciauth process killed with SIGKILL mid-DMA leaves edu on vfio-pci; restore undoes it."""
+    """``pciauth bind --hold`` killed with SIGKILL leaves edu on vfio-pci; ``restore`` undoes it."""
     bdf = edu_bdf()
     expect(_clean(bdf), "edu not clean before the check")
-    proc = subprocess.Popen([python(), "-m", "pciauth", "dma", bdf, "--size", "4096",
-                             "--iterations", "100000"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen([python(), "-m", "pciauth", "bind", bdf, "--hold"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while driver_of(bdf) != "vfio-pci":
         if proc.poll() is not None:
-            raise AssertionError(f"pciauth dma exited {proc.returncode} before binding: "
+            raise AssertionError(f"pciauth bind --hold exited {proc.returncode} before binding: "
                                  f"{proc.stderr.read().decode()[-600:]}")
-        expect(time.monotonic() < deadline, "pciauth dma did not bind edu within 120 s")
+        expect(time.monotonic() < deadline, "pciauth bind --hold did not bind edu within 120 s")
         time.sleep(0.2)
-    time.sleep(1.0)  # let it get into the DMA loop
+    time.sleep(1.0)  # let it settle into holding
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     expect(driver_of(bdf) == "vfio-pci", "edu was not left on vfio-pci by the killed process")

@@ -12,6 +12,7 @@ from pathlib import Path
 from harness import NVME_SERIAL, Skip, check, driver_of, expect, module_exists, nvme_bdf, pciauth
 
 PKI = Path("/run/job/pki")
+FOREIGN = Path("/run/job/foreign-pki")  # another PKI: its roots signed nothing the NVMe has
 
 
 def _anchor() -> str:
@@ -42,10 +43,19 @@ def nvme_auth_sysfs() -> dict:
     res = pciauth("auth", bdf, "--trust-anchor", anchor, "--json")
     data = res.json()
     expect(res.status == 0 and _authenticated(data), f"auth over sysfs DOE failed: {res.brief()}")
+    expect(data.get("transport") == "doe", f"auth transport {data.get('transport')!r}, not doe")
+    expect(data.get("mailbox") == 0x100, f"auth used mailbox {data.get('mailbox')!r}, not 0x100")
     expect(driver_of(bdf) == before, f"auth changed the driver from {before!r} to {driver_of(bdf)!r}")
-    bad = pciauth("auth", bdf, "--json")  # no trust anchor: chain cannot be trusted
-    expect(bad.status in (6, 0), f"auth without a trust anchor: {bad.brief()}")
-    return {"seconds": round(res.seconds, 2), "driver": before, "no_anchor_status": bad.status}
+    # A trust anchor that did not sign the chain: the device must not authenticate.
+    other = sorted(FOREIGN.glob("*/root.pem"))
+    wrong = None
+    if other:
+        bad = pciauth("auth", bdf, "--trust-anchor", str(other[0]), "--json")
+        wrong = bad.status
+        expect(bad.status == 6 and not _authenticated(bad.json()),
+               f"auth with a foreign trust anchor should exit 6: {bad.brief()}")
+    return {"seconds": round(res.seconds, 2), "driver": before, "version": data.get("version"),
+            "foreign_anchor_status": wrong}
 
 
 def _find_serial(obj: object) -> bool:
