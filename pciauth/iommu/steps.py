@@ -73,8 +73,19 @@ def unsafe_interrupts_hint() -> str:
     return "interrupt remapping may be missing or the device is owned elsewhere; " + DOCTOR
 
 
+#: Missing device nodes, per opening step.
+MISSING_NODE_HINTS = {
+    "OpenContainer": "no /dev/vfio/vfio: VFIO is not loaded (`sudo modprobe vfio-pci`); " + DOCTOR,
+    "OpenIommufd": "no /dev/iommu: this kernel has no iommufd loaded; try `--iommu legacy`; " + DOCTOR,
+    "OpenGroup": "no /dev/vfio/<group>: is the device bound to vfio-pci (`pciauth bind`)? " + DOCTOR,
+    "OpenDeviceCdev": "no VFIO cdev: is the device bound to vfio-pci (`pciauth bind`)? " + DOCTOR,
+}
+
+
 def hint_for(step: str, err: int, *, pinned: int = 0, needed: int = 0) -> str | None:
     """The one table of hints: (step kind, errno) -> what to do."""
+    if err in (E.ENOENT, E.ENODEV, E.ENXIO) and step in MISSING_NODE_HINTS:
+        return MISSING_NODE_HINTS[step]
     if step in MAP_STEPS and err in (E.ENOMEM, E.EPERM):
         return memlock_hint(pinned, needed)
     if step in ATTACH_STEPS and err == E.EPERM:
