@@ -106,6 +106,7 @@ class Requester:
         self.t = Transcript()
         self.version = C.V10
         self.rsp_flags = 0
+        self.ct_exponent = 0
         self.hash_bit = self.asym_bit = self.meas_hash_bit = self.dhe_bit = self.aead_bit = 0
         self.other_params = 0
         self.digests: dict[int, bytes] = {}
@@ -211,7 +212,20 @@ class Requester:
                                 f"request was {C.version_str(version)}")
             return response
 
+    #: Requests whose answer needs cryptography: the responder may take CT (2^CTExponent us) more.
+    CRYPTO_REQUESTS = frozenset({C.Code.CHALLENGE, C.Code.GET_MEASUREMENTS, C.Code.KEY_EXCHANGE,
+                                 C.Code.FINISH, C.Code.RESPOND_IF_READY})
+    ST1 = 0.1  # DSP0274 ST1: 100 ms for a response without cryptography
+
+    def response_time(self, code: int) -> float:
+        """Seconds the device may take to answer a request of ``code`` (DSP0274 timing)."""
+        ct = (2 ** min(self.ct_exponent, C.CT_EXPONENT_MAX)) / 1e6 if code in self.CRYPTO_REQUESTS else 0.0
+        return self.ST1 + ct
+
     def _send(self, message: bytes, session: Any) -> bytes:
+        hint = getattr(self.transport, "set_response_time", None)
+        if callable(hint):  # transports that can wait per request (DOE, socket) take the DSP0274 time
+            hint(self.response_time(message[1] if session is None else C.Code.GET_MEASUREMENTS))
         try:
             if session is None:
                 return bytes(self.transport.exchange(message, secured=False))
@@ -252,6 +266,7 @@ class Requester:
             raise SpdmError(f"CAPABILITIES: DataTransferSize {caps.data_transfer_size} / MaxSPDMmsgSize "
                             f"{caps.max_spdm_msg_size} are inconsistent")
         self.rsp_flags = caps.flags & C.flags_mask_for_version(v)
+        self.ct_exponent = caps.ct_exponent
         report.capability_flags = caps.flags
         report.capabilities = C.flag_names(caps.flags)
         report.ct_exponent = caps.ct_exponent

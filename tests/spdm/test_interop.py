@@ -246,3 +246,17 @@ def test_error_in_another_version_is_reported_with_its_code():
     report = Requester(Liar(), requester_config()).authenticate()
     assert report.error["error_code"] == C.ErrorCode.VERSION_MISMATCH
     assert "VERSION_MISMATCH" in report.error["message"] and report.exit_code == 5
+
+
+def test_transport_gets_dsp0274_response_times():
+    responder = Responder(responder_config(ct_exponent=20))
+    seen = []
+
+    class Timed(CallableTransport):
+        def set_response_time(self, seconds):
+            seen.append(seconds)
+
+    report = Requester(Timed(responder.handle), requester_config()).authenticate()
+    assert report.authenticated and report.ct_exponent == 20
+    assert seen[0] == pytest.approx(0.1)  # GET_VERSION: ST1
+    assert max(seen) == pytest.approx(0.1 + 2**20 / 1e6)  # CHALLENGE/MEASUREMENTS: ST1 + CT
