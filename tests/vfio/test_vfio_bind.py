@@ -296,3 +296,39 @@ def test_holder_loops_terminate(env, core) -> None:
     (env.tmp / "proc/self/mountinfo").write_text("30 1 253:0 / /home rw - xfs /dev/dm-0 rw\n")
     with pytest.raises(RefusedError, match="held by dm-0 is mounted on /home"):
         vbind.bind(dev(), timeout=1)
+
+
+def test_hostile_tree_pieces_do_not_crash(env, core) -> None:
+    from pciauth.vfio import safety
+
+    p = env.dev_path(BDF)
+    os.unlink(os.path.join(p, "iommu_group"))  # no group at all
+    os.makedirs(os.path.join(p, "net", "eth9"))  # an interface without flags or operstate
+    write(os.path.join(p, "boot_vga"), "garbage\n")
+    d = dev()
+    assert safety.group_blockers(d) == [] and safety.group_members(d) == []
+    assert safety.in_use_reasons(d) == []
+    b = vbind.bind(d, timeout=2)
+    assert b.iommu_group is None
+    vbind.restore(b)
+    assert env.driver(BDF) == "nvme"
+
+
+def test_missing_device_directory(env, core) -> None:
+    d = dev()
+    import shutil
+
+    shutil.rmtree(env.dev_path(BDF))
+    with pytest.raises(BindError) as e:
+        vbind.bind(d, timeout=1)
+    assert e.value.step == "FindDevice"
+
+
+def test_restore_of_a_vanished_device_drops_the_entry(env, core) -> None:
+    import shutil
+
+    b = vbind.bind(dev(), timeout=2)
+    os.unlink(env.path("bus/pci/devices", BDF))
+    shutil.rmtree(env.dev_path(BDF))
+    assert vbind.restore(b)["action"] == "gone"
+    assert Journal().entries() == []
