@@ -78,6 +78,8 @@ class RequesterConfig:
     max_wait: float = 1.0  # seconds; a ResponseNotReady asking for more is cut to this
     sleep: Callable[[float], None] = time.sleep
     keep_chain_bytes: bool = True
+    #: SPDM 1.0/1.1 did not fix the signature byte order: also accept little endian (as libspdm)
+    accept_little_endian_10_11: bool = True
     #: source of nonces, RequesterContexts and session ids (None: os.urandom); record/replay sets it
     random: Callable[[int], bytes] | None = None
 
@@ -483,8 +485,18 @@ class Requester:
         try:
             A.verify(self.asym_bit, self.hash_bit, public_key, signature, msg)
         except SignatureError as e:
-            rec.reason = str(e)
-            raise SignatureError(f"{what}: {e}")
+            swapped = swap_endian(asym, signature) if v < C.V12 and self.config.accept_little_endian_10_11 else None
+            if swapped is None or not _verifies(self.asym_bit, self.hash_bit, public_key, swapped, msg):
+                rec.reason = str(e)
+                raise SignatureError(f"{what}: {e}")
+            # SPDM 1.0/1.1 left the byte order open; some devices sign little endian (libspdm
+            # accepts either). The log keeps the big-endian form, which openssl verifies.
+            rec.signature = swapped
+            if asym.scheme == "ecdsa":
+                rec.signature_der = A.ecdsa_raw_to_der(self.asym_bit, swapped)
+            rec.verified = True
+            rec.reason = "verified (little-endian signature, SPDM 1.0/1.1; logged big endian)"
+            return rec
         rec.verified = True
         rec.reason = "verified"
         return rec
@@ -498,6 +510,24 @@ class Requester:
     def random(self, n: int) -> bytes:
         """Random bytes for nonces, contexts and session ids (``config.random``, else os.urandom)."""
         return (self.config.random or os.urandom)(n)
+
+
+def swap_endian(asym: Any, signature: bytes) -> bytes | None:
+    """The other byte order of a signature: RSA reversed whole, ECDSA r and s each reversed."""
+    if len(signature) != asym.signature_size:
+        return None
+    if asym.scheme == "ecdsa":
+        n = asym.coord_size
+        return signature[:n][::-1] + signature[n:][::-1]
+    return signature[::-1]
+
+
+def _verifies(asym_bit: int, hash_bit: int, key: Any, signature: bytes, msg: bytes) -> bool:
+    try:
+        A.verify(asym_bit, hash_bit, key, signature, msg)
+    except SignatureError:
+        return False
+    return True
 
 
 def _pem(cert: Any) -> str:

@@ -260,3 +260,29 @@ def test_transport_gets_dsp0274_response_times():
     assert report.authenticated and report.ct_exponent == 20
     assert seen[0] == pytest.approx(0.1)  # GET_VERSION: ST1
     assert max(seen) == pytest.approx(0.1 + 2**20 / 1e6)  # CHALLENGE/MEASUREMENTS: ST1 + CT
+
+
+@pytest.mark.parametrize("alg,asym", [("ecdsa-p384", A.ASYM_ECDSA_P384), ("rsa2048", A.ASYM_RSASSA_2048)])
+@pytest.mark.parametrize("version", (0x10, 0x11, 0x12), ids=C.version_str)
+def test_little_endian_signatures_of_1_0_and_1_1(version, alg, asym):
+    """A 1.0/1.1 device that signs little endian is accepted (logged big endian); never from 1.2."""
+    from pciauth.spdm.requester import swap_endian
+
+    def little_responder():
+        responder = Responder(responder_config(alg))
+        real_sign = responder._sign
+        responder._sign = lambda ctx, t, slot: swap_endian(A.asym_algo(responder.asym_bit), real_sign(ctx, t, slot))
+        return responder
+
+    def auth(**kw):
+        cfg = requester_config(alg, versions=(version,), base_asym=asym, **kw)
+        return Requester(CallableTransport(little_responder().handle), cfg).authenticate()
+
+    report = auth()
+    if version >= 0x12:
+        assert not report.authenticated and "signature" in report.error["message"]
+    else:
+        assert report.authenticated, report.error
+        assert "little-endian" in report.signatures[0].reason
+        strict = auth(accept_little_endian_10_11=False)
+        assert not strict.authenticated and "signature" in strict.error["message"]
