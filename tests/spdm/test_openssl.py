@@ -83,3 +83,17 @@ def test_openssl_rejects_a_tampered_transcript(tmp_path):
     res = openssl("dgst", "-" + sig["hash_algorithm"], "-verify", "pub.pem", "-signature", "sig.bin", "msg.bin",
                   cwd=tmp_path)
     assert res.returncode != 0 and b"Verification failure" in res.stdout + res.stderr
+
+
+def test_little_endian_1_1_signature_is_logged_verifiable(tmp_path):
+    from pciauth.spdm.requester import swap_endian
+
+    responder = Responder(responder_config("ecdsa-p256"))
+    real_sign = responder._sign
+    responder._sign = lambda ctx, t, slot: swap_endian(A.asym_algo(responder.asym_bit), real_sign(ctx, t, slot))
+    cfg = requester_config("ecdsa-p256", versions=(0x11,), base_asym=A.ASYM_ECDSA_P256)
+    report = Requester(CallableTransport(responder.handle), cfg).authenticate()
+    assert report.authenticated
+    sig = report.to_dict()["signatures"][0]
+    res = verify_record(sig, tmp_path)
+    assert res.returncode == 0 and b"Verified OK" in res.stdout
