@@ -68,7 +68,20 @@ class DmaControl:
 
     @property
     def driver(self):
-        return self._device.driver
+        """The device's DMA driver, started (bus master, controller enabled) on first use."""
+        return self._device.start_driver()
+
+    @property
+    def started(self) -> bool:
+        return self._device.driver_started
+
+    def stop(self) -> None:
+        """Stop the driver: it releases its own mappings (NVMe queues) and restores the device.
+
+        Changing the threshold needs this first when the driver holds mappings: X never changes
+        under a live mapping. The next DMA starts the driver again.
+        """
+        self._device.stop_driver()
 
     def alloc(self, length: int, *, private: bool = True, **kw: Any):
         """A mapped buffer (:class:`~pciauth.dma.session.DmaMapping`) in the private/shared window."""
@@ -82,14 +95,14 @@ class DmaControl:
         n = src.length if length is None else length
         if n > src.length or n > dst.length:
             raise DmaError(f"copy of {n} bytes does not fit the buffers ({src.length}, {dst.length})")
-        self._device.driver.copy(src.iova, dst.iova, n, timeout=timeout)
+        self.driver.copy(src.iova, dst.iova, n, timeout=timeout)
 
     def check(self, size: int, *, private: bool = True, pattern: str = "offset", iterations: int = 1,
               timeout: float = 10.0, progress=None):
         """Map, run the driver, verify every byte: a :class:`~pciauth.dma.check.CheckResult`."""
         from pciauth.dma.check import run_check
 
-        return run_check(self._device.driver, self._device.session, size, private=private,
+        return run_check(self.driver, self._device.session, size, private=private,
                          pattern=pattern, iterations=iterations, timeout=timeout, progress=progress)
 
 
@@ -108,16 +121,19 @@ class AuthControl:
 
 class Device:
     """An open device: use :func:`open`. Attributes: ``name``, ``emulated``, ``backend``,
-    ``session``, ``driver``, ``config``, ``iova``, ``dma``, ``auth``, ``info``."""
+    ``session``, ``driver`` (not started: ``dma.driver`` starts it), ``config``, ``iova``, ``dma``,
+    ``auth``, ``info``."""
 
     def __init__(self, spec: str, *, iommu: str = "auto", threshold: Threshold | int | str | None = None,
                  hugepages: bool | str = False, driver: str | None = None, bind: bool = True,
-                 sysfs_root: str | None = None, force: bool = False) -> None:
+                 sysfs_root: str | None = None, force: bool = False,
+                 driver_options: dict | None = None) -> None:
         self.spec = spec
         self.emulated = emu_index(spec) is not None
         self.steps: list[dict] = []
         self.emu = None
         self.target = None
+        self.driver_options = dict(driver_options or {})
         self._stack = contextlib.ExitStack()
         try:
             if self.emulated:
@@ -185,10 +201,22 @@ class Device:
                                   dma_limit=drv_cls.dma_limit, hugepages=hugepages)
         self._stack.callback(self.session.close)
         ctx = DriverContext(self.name, self.bar, self.config, self.session, vendor, device, class_code,
-                            emulated=self.emulated)
+                            emulated=self.emulated, options=self.driver_options)
         self.driver = drv_cls(ctx)
-        self.driver.start()
-        self._stack.callback(self.driver.close)
+        self.driver_started = False
+        self._stack.callback(self.stop_driver)
+
+    def start_driver(self):
+        """Start the DMA driver if it is not running; returns it."""
+        if not self.driver_started:
+            self.driver.start()
+            self.driver_started = True
+        return self.driver
+
+    def stop_driver(self) -> None:
+        if self.driver_started:
+            self.driver_started = False
+            self.driver.close()
 
     # ---- closing ----
     def close(self) -> None:
@@ -207,7 +235,8 @@ def open(spec: str = "emu", **options: Any) -> Device:
 
     Options: ``iommu`` (auto|iommufd|legacy), ``threshold`` (X: Threshold, 2 MiB units or text),
     ``hugepages`` (False|True|"prefer"), ``driver`` (a name from the driver table), ``bind``
-    (bind to vfio-pci and restore afterwards; default True), ``sysfs_root``, ``force``.
+    (bind to vfio-pci and restore afterwards; default True), ``sysfs_root``, ``force``,
+    ``driver_options`` (per driver: NVMe takes ``expect_serial``).
     """
     if not isinstance(spec, str) or not spec.strip():
         raise NotFoundError("no device given: use a PCI address or 'emu'")

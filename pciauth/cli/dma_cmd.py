@@ -16,6 +16,12 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
                    help="the device is already bound to vfio-pci: do not bind or restore it")
     p.add_argument("--force", action="store_true", help="bind even when the device looks in use")
     p.add_argument("--driver", default=None, help="DMA driver name from the table (default: probe by ID)")
+    p.add_argument("--expect-serial", default=None, metavar="SN",
+                   help="NVMe: the serial number Identify must return")
+
+
+def driver_options(args: argparse.Namespace) -> dict:
+    return {"expect_serial": args.expect_serial} if args.expect_serial else {}
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -79,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if size <= 0 or args.iterations <= 0:
         raise UsageError("--size and --iterations must be positive")
     with pciauth.api.open(args.device, iommu=args.iommu, threshold=args.threshold, hugepages=args.hugepages,
-                          driver=args.driver, bind=args.bind, force=args.force) as dev:
+                          driver=args.driver, bind=args.bind, force=args.force,
+                          driver_options=driver_options(args)) as dev:
         total = size * args.iterations
         with Progress(total, f"dma {args.device}", enabled=None if total >= 64 << 20 else False) as bar:
             result = dev.dma.check(size, private=args.private, pattern=args.pattern,

@@ -141,10 +141,10 @@ def _dma(dev, size, private, pattern, timeout):
 def _enforcement(dev, timeout):
     from pciauth.dma.check import enforcement_check
 
-    if not getattr(dev.driver, "can_copy", False) or not hasattr(dev.backend, "set_threshold"):
+    if not dev.driver.can_copy or not hasattr(dev.backend, "set_threshold"):
         return "skipped", f"the {getattr(dev.backend, 'name', '?')} IOMMU does not model T=1/T=0 here; " \
             "X is enforced by the platform or pciauth's allocator", {}
-    result = enforcement_check(dev.driver, dev.session, timeout=timeout)
+    result = enforcement_check(dev.dma.driver, dev.session, timeout=timeout)
     ok = result.ok and bool(result.checks)
     detail = "wrong-window DMAs fault and transfer nothing" if ok else "enforcement check failed"
     out = {"result": result.to_dict()}
@@ -154,12 +154,15 @@ def _enforcement(dev, timeout):
 
 
 def _restore_threshold(dev, previous):
+    # The supported transition: stop the driver (it unmaps its own queues), then change X.
+    dev.dma.stop()
     dev.iova.set_threshold(previous)
-    return "passed", f"X back to {previous.describe()}", {}
+    return "passed", f"driver stopped, X back to {previous.describe()}", {}
 
 
 def run(args: argparse.Namespace) -> int:
     import pciauth.api
+    from pciauth.cli.dma_cmd import driver_options
     from pciauth.cli.output import print_json
     from pciauth.dma.iova import parse_size
     from pciauth.errors import PciauthError
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"device": args.device}
     try:
         dev = pciauth.api.open(args.device, iommu=args.iommu, bind=args.bind, force=args.force,
-                               driver=args.driver)
+                               driver=args.driver, driver_options=driver_options(args))
     except PciauthError as exc:
         steps.add("open", "failed", str(exc), error=exc.to_dict())
         dev = None

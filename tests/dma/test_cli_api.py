@@ -234,3 +234,24 @@ def test_progress_bar_draws_only_on_a_tty():
     with Progress(100, stream=plain) as bar:
         bar.update(100)
     assert plain.getvalue() == ""
+
+
+def test_threshold_change_needs_the_driver_stopped_when_it_holds_mappings():
+    """The NVMe-like case: a driver whose queues are mappings blocks X changes until stopped."""
+    with pciauth.api.open("emu", threshold="1G") as dev:
+        drv = dev.dma.driver
+        held = dev.session.alloc(4096, tag="queue")  # what a queue-holding driver keeps mapped
+        real_close = drv.close
+
+        def close():
+            if held in dev.session.mappings:
+                dev.session.free(held)
+            real_close()
+
+        drv.close = close
+        with pytest.raises(ThresholdChangeRefused, match="queue"):
+            dev.iova.set_threshold("2G")
+        dev.dma.stop()
+        assert not dev.dma.started
+        dev.iova.set_threshold("2G")
+        assert dev.dma.check(4096, private=False).ok and dev.dma.started

@@ -90,9 +90,14 @@ def test_open_dma_and_release_everything(pci_edu):
 def test_a_failing_driver_start_releases_everything(pci_edu, monkeypatch):
     kind, kernel, models = pci_edu
     monkeypatch.setattr(EduModel, "read", lambda self, off, width: 0xFFFFFFFF)
-    with pytest.raises(DmaError, match="not a QEMU edu"):
-        pciauth.api.open(BDF, iommu=kind, bind=False)
+    with pciauth.api.open(BDF, iommu=kind, bind=False) as dev, pytest.raises(DmaError, match="not a QEMU edu"):
+        dev.dma.check(4096)
     assert kernel.open_fds == 0 and kernel.objects == {}
+    with pciauth.api.open(BDF, iommu=kind, bind=False) as dev:
+        with pytest.raises(DmaError, match="not a QEMU edu"):
+            dev.dma.copy(dev.dma.alloc(4096), dev.dma.alloc(4096))
+        assert not dev.dma.started and len(dev.session.mappings) == 2
+    assert kernel.open_fds == 0 and kernel.pinned == 0
 
 
 def test_memlock_refusal_on_a_pinning_backend(pci_edu, monkeypatch):
@@ -130,3 +135,53 @@ def test_run_command_on_the_fake_pci_device(pci_edu, capsys):
                      "restore": "passed"}, report
     assert code == 0 and report["iommu"] == kind
     assert kernel.open_fds == 0
+
+
+@pytest.fixture
+def pci_nvme(fake_sysfs, monkeypatch):
+    from dma_models import NvmeModel
+
+    fake_sysfs.add_device(BDF, vendor=0x1B36, device=0x0010, class_code=0x010802, driver="vfio-pci",
+                          iommu_group=7, vfio_cdev="vfio0")
+    kernel = FakeKernel([FakePciFunction(bdf=BDF, group=7, cdev="vfio0")])
+    models = []
+
+    def fake_bar(self, index):
+        model = NvmeModel(KernelDma(kernel, self.backend), serial="QEMU-SN-42")
+        model.size = 0x4000
+        models.append(model)
+        return model
+
+    from pciauth.vfio.device import VfioDevice
+
+    monkeypatch.setattr(VfioDevice, "bar", fake_bar)
+    with usys.use_kernel(kernel):
+        yield kernel, models
+
+
+def test_run_on_a_fake_nvme(pci_nvme, capsys):
+    import json
+
+    from pciauth.cli import main
+
+    kernel, models = pci_nvme
+    code = main(["run", BDF, "--no-bind", "--no-auth", "--expect-serial", "QEMU-SN-42", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    steps = {s["name"]: s for s in report["steps"]}
+    assert report["driver"] == "nvme" and code == 0, report
+    for window in ("private", "shared"):
+        r = steps[f"dma-{window}"]["result"]
+        assert r["kind"] == "device-write" and r["window"] == window
+        assert r["checks"] == {"identify_parses": True, "serial_present": True, "vendor_matches_config": True,
+                               "serial_matches": True, "same_data_every_time": True}
+    assert steps["enforcement"]["status"] == "skipped"
+    assert models[0].cc & 1 == 0  # the controller is disabled again
+    assert kernel.open_fds == 0 and kernel.pinned == 0
+
+
+def test_nvme_wrong_serial_fails_the_run(pci_nvme, capsys):
+    from pciauth.cli import main
+
+    code = main(["run", BDF, "--no-bind", "--no-auth", "--expect-serial", "OTHER"])
+    out = capsys.readouterr().out
+    assert code == 6 and "[FAIL] dma-private" in out and "serial_matches" in out
