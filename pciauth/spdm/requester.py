@@ -109,6 +109,7 @@ class Requester:
         self.version = C.V10
         self.rsp_flags = 0
         self.ct_exponent = 0
+        self.max_portion = 0xFFFF
         self.hash_bit = self.asym_bit = self.meas_hash_bit = self.dhe_bit = self.aead_bit = 0
         self.other_params = 0
         self.digests: dict[int, bytes] = {}
@@ -269,6 +270,8 @@ class Requester:
                             f"{caps.max_spdm_msg_size} are inconsistent")
         self.rsp_flags = caps.flags & C.flags_mask_for_version(v)
         self.ct_exponent = caps.ct_exponent
+        # 1.2+: a CERTIFICATE (8-byte header + portion) must fit the device's DataTransferSize
+        self.max_portion = max(caps.data_transfer_size - 8, 1) if v >= C.V12 else 0xFFFF
         report.capability_flags = caps.flags
         report.capabilities = C.flag_names(caps.flags)
         report.ct_exponent = caps.ct_exponent
@@ -383,7 +386,7 @@ class Requester:
         chain = bytearray()
         total: int | None = None
         while True:
-            ask = min(self.config.cert_chunk, 0xFFFF)
+            ask = min(self.config.cert_chunk, 0xFFFF, self.max_portion)
             req = M.GetCertificate(self.version, slot, len(chain), ask).encode()
             self.t.on_request(C.Code.GET_CERTIFICATE)
             cert = M.Certificate.parse(self.exchange(req, C.Code.CERTIFICATE))

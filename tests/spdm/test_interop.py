@@ -286,3 +286,19 @@ def test_little_endian_signatures_of_1_0_and_1_1(version, alg, asym):
         assert "little-endian" in report.signatures[0].reason
         strict = auth(accept_little_endian_10_11=False)
         assert not strict.authenticated and "signature" in strict.error["message"]
+
+
+def test_certificate_portions_fit_a_small_data_transfer_size():
+    cfg = responder_config(data_transfer_size=0x100, max_spdm_msg_size=0x100, cert_chunk_max=0xFFFF)
+    responder = Responder(cfg)
+    sizes = []
+
+    def tap(message, secured=False):
+        resp = responder.handle(message, secured=secured)
+        if resp[1] == C.Code.CERTIFICATE:
+            sizes.append(len(resp))
+        return resp
+
+    report = Requester(CallableTransport(tap), requester_config(versions=(0x12,))).authenticate()
+    assert report.authenticated, report.error
+    assert len(sizes) > 3 and max(sizes) == 0x100
