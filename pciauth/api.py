@@ -134,6 +134,7 @@ class Device:
         self.emu = None
         self.target = None
         self.driver_options = dict(driver_options or {})
+        self.sysfs_root = sysfs_root
         self._stack = contextlib.ExitStack()
         try:
             if self.emulated:
@@ -186,9 +187,16 @@ class Device:
         from pciauth.dma.session import DmaSession
         from pciauth.dma.threshold import find_knob, load_threshold
 
-        knob = None if self.emulated else find_knob()
-        if isinstance(threshold, str):
-            threshold = Threshold.parse(threshold)
+        knob = None if self.emulated else find_knob(self.sysfs_root)
+        if isinstance(threshold, (str, int)):
+            threshold = Threshold.parse(threshold) if isinstance(threshold, str) else Threshold(threshold)
+        if threshold is not None and knob is not None:
+            # X for this device's lifetime only: program the platform now (nothing is mapped),
+            # put the old value back after every mapping is gone (the stack unwinds LIFO).
+            previous = knob.read()
+            if previous != threshold:
+                knob.write(threshold)
+                self._stack.callback(knob.write, previous)
         if threshold is None:
             try:
                 threshold = knob.read() if knob else load_threshold(self.name)

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "iom
 from fake_vfio_kernel import FakeKernel, FakePciFunction
 
 import pciauth.api
+from pciauth.dma.iova import ThresholdChangeRefused
 from pciauth.emu.iommu import FaultRecord, IommuFault
 from pciauth.errors import DmaError, HostNotReady
 from pciauth.uapi import ioctls
@@ -185,3 +186,42 @@ def test_nvme_wrong_serial_fails_the_run(pci_nvme, capsys):
     code = main(["run", BDF, "--no-bind", "--no-auth", "--expect-serial", "OTHER"])
     out = capsys.readouterr().out
     assert code == 6 and "[FAIL] dma-private" in out and "serial_matches" in out
+
+
+def test_platform_knob_programmed_for_the_run_and_restored(pci_edu, fake_sysfs):
+    from pathlib import Path
+
+    kind, kernel, models = pci_edu
+    knob_dir = Path(fake_sysfs.root) / "module" / "tsm_guest" / "parameters"
+    knob_dir.mkdir(parents=True)
+    knob = knob_dir / "tsm_vtom"
+    knob.write_text("2147483647\n")
+    with pciauth.api.open(BDF, iommu=kind, bind=False, threshold="64M") as dev:
+        assert knob.read_text().strip() == "32"  # 64 MiB in 2 MiB units, programmed before any map
+        assert dev.iova.enforcement.startswith("platform (tsm_vtom")
+        assert dev.dma.check(4096, private=False).ok
+        live = dev.dma.alloc(4096, private=False)
+        with pytest.raises(ThresholdChangeRefused):
+            dev.iova.set_threshold("128M")
+        assert knob.read_text().strip() == "32"  # the platform was not touched either
+        dev.dma.free(live)
+        dev.iova.set_threshold("128M")
+        assert knob.read_text().strip() == "64"
+    assert knob.read_text().strip() == "2147483647"  # restored after everything was unmapped
+
+
+def test_iova_command_programs_the_knob_persistently(pci_edu, fake_sysfs, capsys):
+    import json
+    from pathlib import Path
+
+    from pciauth.cli import main
+
+    kind, kernel, models = pci_edu
+    knob_dir = Path(fake_sysfs.root) / "module" / "tsm_guest" / "parameters"
+    knob_dir.mkdir(parents=True)
+    knob = knob_dir / "tsm_vtom"
+    knob.write_text("0\n")
+    assert main(["iova", BDF, "--iommu", kind, "--no-bind", "--threshold", "1G", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert knob.read_text().strip() == "512" and report["knob"]["unit"] == "units"
+    assert report["enforcement"].startswith("platform") and report["notes"] == []
