@@ -187,27 +187,28 @@ def replay(path: str, opts: AuthOptions, *, explicit: set[str] | None = None) ->
 
     rec = Recording.load(path)
     explicit = explicit or set()
-    for key, value in rec.options.items():
-        if key in AuthOptions.__dataclass_fields__ and key not in explicit and key != "record":
+    for key, value in rec.options.items():  # types checked by Recording
+        if key not in explicit:
             setattr(opts, key, value)
     notes = [f"replaying {len(rec.exchanges)} recorded exchanges from {path}"]
-    identity = None
-    if rec.identity:
-        try:
-            identity = DeviceIdentity(**{k: rec.identity.get(k) for k in DeviceIdentity.__dataclass_fields__})
-        except TypeError:
-            identity = None
+    identity = DeviceIdentity(**rec.identity) if rec.identity else None
     target = None
-    if not opts.trust_anchors and rec.target.get("emulated"):
-        from pciauth.target import open_target
+    spec = str(rec.target.get("spec") or rec.target.get("name") or "")
+    if not opts.trust_anchors and rec.target.get("emulated") is True:
+        from pciauth.target import open_target, parse_emu_spec
 
-        target = open_target(str(rec.target.get("spec") or rec.target.get("name") or "emu"))
+        if parse_emu_spec(spec) is not None:  # only ever the emulated device's root, never hardware
+            target = open_target(spec)
     anchors = _anchors_for(target, opts, notes)
     cfg = dataclasses.replace(requester_config(opts, anchors, identity), random=random_source(rec))
     transport = ReplayTransport(rec)
-    result = _run(transport, cfg, dataclasses.replace(opts, record=None),
-                  device=str(rec.target.get("name", "replay")), kind="replay", target_info=rec.target,
-                  identity=identity, anchors=anchors, notes=notes)  # fmt: skip
+    try:
+        result = _run(transport, cfg, dataclasses.replace(opts, record=None),
+                      device=str(rec.target.get("name", "replay")), kind="replay", target_info=rec.target,
+                      identity=identity, anchors=anchors, notes=notes)  # fmt: skip
+    finally:
+        if target is not None:
+            target.close()
     _session_not_replayable(result, transport)
     result.extra["replay"] = {"file": path, "exchanges": len(rec.exchanges), "replayed": transport.position,
                               "divergence": transport.divergence}  # fmt: skip

@@ -209,6 +209,21 @@ class DoeMailbox:
             )
         if not self._aborted_once:
             self.abort()
+        try:
+            return self._exchange(vendor, type_, payload, length)
+        except DoeError:
+            raise  # already aborted
+        except BaseException:
+            # Interrupted (Ctrl-C) or the config space failed mid-object: never leave the
+            # mailbox half-written for the next user. Best effort, one try.
+            try:
+                self.cfg.write32(self.offset + REG_CTRL, CTRL_ABORT)
+            except Exception:  # the original error matters more
+                pass
+            self._aborted_once = False
+            raise
+
+    def _exchange(self, vendor: int, type_: int, payload: list[int], length: int) -> list[int]:
         self._wait_idle()
         h1, h2 = object_header(vendor, type_, length)
         cfg, write_reg = self.cfg, self.offset + REG_WRITE

@@ -110,8 +110,8 @@ class Recording:
     def __init__(self, doc: dict, path: str = "recording") -> None:
         self.path = path
         self.target: dict = _field(doc, "target", dict, path)
-        self.identity: dict | None = doc.get("identity") if isinstance(doc.get("identity"), dict) else None
-        self.options: dict = _field(doc, "options", dict, path)
+        self.identity: dict | None = _identity(doc.get("identity"), path)
+        self.options: dict = _options(_field(doc, "options", dict, path), path)
         self.random = [_hex(x, f"random[{i}]", path) for i, x in enumerate(_field(doc, "random", list, path))]
         raw = _field(doc, "exchanges", list, path)
         if len(raw) > MAX_EXCHANGES:
@@ -149,6 +149,45 @@ class Recording:
     @property
     def secured_exchanges(self) -> int:
         return sum(1 for e in self.exchanges if e["type"] == TYPE_SECURED_CMA)
+
+
+#: Recorded options and the types a replay accepts for them.
+OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "slot": (int, type(None)),
+    "measurements": (str,),
+    "session": (bool,),
+    "policy": (str, type(None)),
+}
+IDENTITY_FIELDS = ("vendor", "device", "class_code", "revision", "subsystem_vendor", "subsystem_device",
+                   "serial")  # fmt: skip
+
+
+def _options(options: dict, path: str) -> dict:
+    out = {}
+    for key, kinds in OPTION_TYPES.items():
+        if key in options:
+            value = options[key]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise MalformedData(f"{path}: option {key!r} has a wrong type", field=f"options.{key}", path=path)
+            out[key] = value
+    return out
+
+
+def _identity(value: Any, path: str) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise MalformedData(f"{path}: identity is not an object", field="identity", path=path)
+    out = {}
+    for key in IDENTITY_FIELDS:
+        v = value.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 64):
+            raise MalformedData(f"{path}: identity.{key} is not an id", field=f"identity.{key}", path=path)
+        out[key] = v
+    for key in ("vendor", "device", "class_code", "revision"):
+        if out[key] is None:
+            raise MalformedData(f"{path}: identity.{key} is missing", field=f"identity.{key}", path=path)
+    return out
 
 
 def _field(doc: dict, name: str, kind: type, path: str) -> Any:

@@ -206,3 +206,24 @@ def test_bytes_to_dwords():
     assert bytes_to_dwords(b"\x01") == [1]
     assert bytes_to_dwords(b"") == []
     assert struct.pack("<I", bytes_to_dwords(b"abcd")[0]) == b"abcd"
+
+
+def test_interrupt_mid_exchange_aborts_the_mailbox():
+    calls = {"n": 0}
+
+    def handler(payload, secured):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # Ctrl-C while the device "processes"
+        return b"P" + payload
+
+    from pciauth.emu import EmulatedDevice
+
+    dev = EmulatedDevice(0, cma_handler=handler)
+    mb = cma_mailbox(dev)
+    hook = dev.mailboxes[0x100]
+    before = hook.aborts
+    with pytest.raises(KeyboardInterrupt):
+        mb.exchange_object(1, 1, b"abcd")
+    assert hook.aborts == before + 1
+    assert mb.exchange_object(1, 1, b"abcd")[:5] == b"Pabcd"

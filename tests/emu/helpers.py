@@ -1,8 +1,6 @@
-"""Helpers for the DOE tests: an emulated device whose CMA protocol echoes the request."""
+"""Helpers for the emulated-device tests: a device whose CMA protocol echoes the request."""
 
 from __future__ import annotations
-
-import pytest
 
 from pciauth.doe import DoeMailbox, find_mailbox, open_mailboxes
 from pciauth.emu import EmulatedDevice
@@ -19,13 +17,3 @@ def make_device(index: int = 0, **knobs) -> EmulatedDevice:
 
 def cma_mailbox(device: EmulatedDevice, **kw) -> DoeMailbox:
     return find_mailbox(open_mailboxes(device.config, **kw))
-
-
-@pytest.fixture
-def device() -> EmulatedDevice:
-    return make_device()
-
-
-@pytest.fixture
-def mailbox(device) -> DoeMailbox:
-    return cma_mailbox(device, timeout=0.3)
