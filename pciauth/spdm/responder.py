@@ -165,6 +165,7 @@ class Responder(HandlerMixin):
         self.state = NOT_STARTED
         self.version = C.V10
         self.req_flags = 0
+        self.req_transfer_size = 0  # 1.2+: the requester's DataTransferSize (0: no limit)
         self.hash_bit = self.asym_bit = self.meas_hash_bit = 0
         self.dhe_bit = self.aead_bit = self.other_params = 0
         self.blocks: list[MeasurementBlock] = []
@@ -186,6 +187,8 @@ class Responder(HandlerMixin):
         code = message[1] if len(message) >= 2 else -1
         try:
             code, response = self._dispatch(message, session)
+            if self.req_transfer_size and len(response) > self.req_transfer_size:
+                raise RequestError(C.ErrorCode.RESPONSE_TOO_LARGE)  # CHUNK_GET is not implemented
         except RequestError as e:
             response = self._error(e.code, e.data, e.extended)
         return self.adversary.response(self, code, message, response)

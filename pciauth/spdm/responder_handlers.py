@@ -99,6 +99,7 @@ class HandlerMixin:
                 raise RequestError(C.ErrorCode.INVALID_REQUEST)
         self.version = v
         self.req_flags = req.flags
+        self.req_transfer_size = req.data_transfer_size if v >= C.V12 else 0
         flags = self._flags & C.flags_mask_for_version(v)
         resp = M.Capabilities(v, self.config.ct_exponent, flags, self.config.data_transfer_size,
                               self.config.max_spdm_msg_size).encode()
@@ -174,7 +175,8 @@ class HandlerMixin:
         chain = self.slot_chain(self._slot(req.slot))
         if req.offset >= len(chain) or req.length == 0:
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
-        n = min(req.length, self.config.cert_chunk_max, len(chain) - req.offset)
+        limit = self.req_transfer_size - 8 if self.req_transfer_size else 0xFFFF
+        n = min(req.length, self.config.cert_chunk_max, len(chain) - req.offset, limit)
         portion = chain[req.offset : req.offset + n]
         remainder = len(chain) - req.offset - n
         resp = M.Certificate(self.version, req.slot, portion, remainder).encode()

@@ -180,3 +180,14 @@ def test_capabilities_transfer_size_without_chunk_cap():
 def test_flag_rules(flags, problem):
     got = C.flag_problem(C.make_flags(flags), V, requester=True)
     assert (got is None) if problem is None else (problem in got)
+
+
+def test_responses_respect_the_requester_data_transfer_size():
+    r = Responder(responder_config())
+    r.handle(M.GetVersion().encode())
+    r.handle(M.GetCapabilities(V, 0, 6, 64, 64).encode())
+    r.handle(M.NegotiateAlgorithms(V, 1, 2, A.ALL_ASYM, A.ALL_HASH).encode())
+    cert = M.Certificate.parse(r.handle(M.GetCertificate(V, 0, 0, 0x400).encode()))
+    assert len(cert.raw) == 64
+    signed = M.GetMeasurements(V, 1, 0xFF, b"n" * 32, 0).encode()
+    assert error_of(r.handle(signed)) == E.RESPONSE_TOO_LARGE
