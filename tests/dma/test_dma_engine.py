@@ -173,3 +173,14 @@ def test_driver_times_out_when_done_never_comes(emu_driver, engine, monkeypatch)
     monkeypatch.setattr(engine, "_run", lambda: None)  # START does nothing: DONE never sets
     with pytest.raises(DmaTimeout, match="timed out after 0.05 s"):
         emu_driver.copy(0x1000, 0x2000, 16, timeout=0.05)
+
+
+@pytest.mark.parametrize("slots", [0, 121, 255])
+def test_driver_checks_the_slot_count_against_the_bar(session, engine, slots):
+    from pciauth.dma.drivers import DriverContext
+    from pciauth.dma.drivers.emu import EmuDmaDriver
+
+    engine._put(reg.REG_CAPS, 4, slots | reg.VERSION << 8)
+    engine._reset = lambda: None  # keep the forged CAPS
+    with pytest.raises(DmaError, match=f"reports {slots} descriptor slots"):
+        EmuDmaDriver(DriverContext("x", engine, session=session)).start()

@@ -27,8 +27,11 @@ class EmuDmaDriver(DmaDriver):
             raise DmaError(f"BAR0 ID register reads 0x{ident:08x}, not the emulated DMA engine 0x{reg.ENGINE_ID:08x}",
                            device=self.ctx.name)
         self.slots = self.bar.read32(reg.REG_CAPS) & 0xFF
-        if not self.slots:
-            raise DmaError("the DMA engine reports 0 descriptor slots", device=self.ctx.name)
+        bar_size = getattr(self.bar, "size", reg.BAR_SIZE)
+        room = (bar_size - reg.DESC_BASE) // reg.DESC_SIZE
+        if not 1 <= self.slots <= room:
+            raise DmaError(f"the DMA engine reports {self.slots} descriptor slots; BAR0 has room for 1 to {room}",
+                           device=self.ctx.name)
         self.bar.write32(reg.REG_CTRL, reg.CTRL_RESET)
 
     def submit(self, descriptors: list[tuple[int, int, int]]) -> None:
