@@ -99,3 +99,18 @@ def test_store_malformed(tmp_path, monkeypatch, content):
         f.write(content)
     with pytest.raises(MalformedData):
         load_threshold("emu:0")
+
+
+def test_run_dir_fallback_for_non_root(monkeypatch):
+    import pciauth.dma.threshold as th
+
+    monkeypatch.delenv("PCIAUTH_RUN_DIR", raising=False)
+    monkeypatch.setattr(th.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(th.os, "getuid", lambda: 1000)
+    monkeypatch.setattr(th.os, "access", lambda path, mode: False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert run_dir() == "/run/user/1000/pciauth"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert run_dir() == "/tmp/pciauth-1000"
+    monkeypatch.setattr(th.os, "geteuid", lambda: 0)
+    assert run_dir() == "/run/pciauth"
