@@ -148,12 +148,12 @@ def lock_target(target: Target, *, timeout: float):
     import os
 
     from pciauth.doe.lock import MailboxLock
-    from pciauth.errors import PermissionDeniedError
+    from pciauth.errors import HostNotReady, PermissionDeniedError
 
     lock = MailboxLock(target.name, timeout=timeout)
     try:
         return lock.acquire()
-    except PermissionDeniedError:
+    except (PermissionDeniedError, HostNotReady):
         if not target.is_emulated or os.environ.get("PCIAUTH_RUN_DIR"):
             raise
     base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/pciauth-{os.getuid()}"

@@ -19,7 +19,7 @@ import os
 import re
 import time
 
-from pciauth.errors import DeviceBusy, PermissionDeniedError
+from pciauth.errors import DeviceBusy, HostNotReady, PermissionDeniedError
 
 DEFAULT_RUN_DIR = "/run/pciauth"
 
@@ -64,9 +64,11 @@ class MailboxLock:
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except PermissionError as e:
-            raise PermissionDeniedError(
-                f"cannot create the mailbox lock {self.path}",
+        except OSError as e:
+            cls = PermissionDeniedError if e.errno in (errno_mod.EACCES, errno_mod.EPERM, errno_mod.EROFS) \
+                else HostNotReady
+            raise cls(
+                f"cannot create the mailbox lock {self.path}: {e.strerror}",
                 errno=e.errno,
                 path=self.path,
                 device=self.device_name,

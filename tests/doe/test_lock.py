@@ -11,7 +11,7 @@ import time
 import pytest
 
 from pciauth.doe.lock import DOE_DRIVERS, MailboxLock, kernel_users, lock_path, refuse_if_kernel_uses
-from pciauth.errors import DeviceBusy, PermissionDeniedError
+from pciauth.errors import DeviceBusy, HostNotReady, PermissionDeniedError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -114,17 +114,24 @@ def test_lock_is_reentrant_within_one_object_and_released():
     MailboxLock("emu:7", timeout=0).acquire().release()
 
 
-def test_unwritable_run_dir_says_how_to_fix(monkeypatch, tmp_path):
-    if os.geteuid() == 0:
-        target = tmp_path / "file"
-        target.write_text("")
-        monkeypatch.setenv("PCIAUTH_RUN_DIR", str(target / "sub"))  # a file as parent: ENOTDIR
-        with pytest.raises(OSError):
-            MailboxLock("x", timeout=0).acquire()
-        return
-    monkeypatch.setenv("PCIAUTH_RUN_DIR", "/proc/pciauth-no")
-    with pytest.raises(PermissionDeniedError, match="PCIAUTH_RUN_DIR"):
+def test_unusable_run_dir_says_how_to_fix(monkeypatch):
+    monkeypatch.setenv("PCIAUTH_RUN_DIR", "/proc/pciauth-no/run")
+    with pytest.raises((PermissionDeniedError, HostNotReady), match="PCIAUTH_RUN_DIR|mailbox lock") as info:
         MailboxLock("x", timeout=0).acquire()
+    assert "PCIAUTH_RUN_DIR" in info.value.hint
+
+
+def test_emulated_device_lock_falls_back_without_a_run_dir(monkeypatch, tmp_path):
+    from pciauth.doe import lock as lock_mod
+    from pciauth.target import lock_target, open_target
+
+    monkeypatch.delenv("PCIAUTH_RUN_DIR")
+    monkeypatch.setattr(lock_mod, "DEFAULT_RUN_DIR", "/proc/pciauth-no")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with open_target("emu:1") as target, lock_target(target, timeout=0) as lock:
+        assert lock.path == str(tmp_path / "pciauth" / "doe-emu-1.lock")
+        with pytest.raises(DeviceBusy):
+            lock_target(open_target("emu:1"), timeout=0)
 
 
 def test_kernel_users_tsm_and_drivers(fake_sysfs):
