@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                           driver=args.driver, bind=args.bind, force=args.force,
                           driver_options=driver_options(args)) as dev:
         total = size * args.iterations
-        with Progress(total, f"dma {args.device}", enabled=None if total >= 64 << 20 else False) as bar:
+        with Progress(total, f"dma {args.device}") as bar:
             result = dev.dma.check(size, private=args.private, pattern=args.pattern,
                                    iterations=args.iterations, timeout=args.timeout, progress=bar.update)
         report = {

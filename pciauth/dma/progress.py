@@ -8,10 +8,11 @@ from typing import TextIO
 
 
 class Progress:
-    """``update(done)`` redraws at most ten times a second; ``close()`` clears the line."""
+    """``update(done)`` redraws at most ten times a second, and only once the work has taken
+    ``delay`` seconds (short runs never show a bar); ``close()`` clears the line."""
 
     def __init__(self, total: int, label: str = "dma", *, stream: TextIO | None = None,
-                 enabled: bool | None = None, width: int = 30) -> None:
+                 enabled: bool | None = None, width: int = 30, delay: float = 0.5) -> None:
         self.total = max(1, total)
         self.label = label
         self.stream = stream or sys.stderr
@@ -19,6 +20,7 @@ class Progress:
             enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = enabled
         self.width = width
+        self.delay = delay
         self.start = time.monotonic()
         self._last = 0.0
         self._drawn = False
@@ -27,7 +29,7 @@ class Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        if now - self._last < 0.1 and done < self.total:
+        if now - self.start < self.delay or (now - self._last < 0.1 and done < self.total):
             return
         self._last = now
         frac = min(1.0, done / self.total)

@@ -225,11 +225,15 @@ def test_progress_bar_draws_only_on_a_tty():
             return True
 
     out = Tty()
-    with Progress(100, "dma", stream=out) as bar:
+    with Progress(100, "dma", stream=out, delay=0) as bar:
         bar.update(50)
         bar.update(100)
     text = out.getvalue()
     assert "dma [" in text and "100.0%" in text and text.endswith("\r")
+    quick = Tty()
+    with Progress(100, "dma", stream=quick) as bar:  # finished before the 0.5 s delay: no bar
+        bar.update(100)
+    assert quick.getvalue() == ""
     plain = io.StringIO()
     with Progress(100, stream=plain) as bar:
         bar.update(100)
