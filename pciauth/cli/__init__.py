@@ -105,7 +105,32 @@ def _report_error(exc: BaseException, args: argparse.Namespace | None) -> int:
     return int(code)
 
 
+def _replay_crashed_bindings() -> None:
+    """Put back drivers that a crashed or killed pciauth left on vfio-pci (its journal).
+
+    Cheap when nothing was ever journaled: one listdir of the run directory.
+    """
+    run_dir = os.environ.get("PCIAUTH_RUN_DIR") or "/run/pciauth"
+    try:
+        if not any(n.startswith("bind-") and n.endswith(".json") for n in os.listdir(run_dir)):
+            return
+    except OSError:
+        return
+    try:
+        from pciauth.vfio.bind import replay_stale
+
+        for r in replay_stale():
+            print(
+                f"pciauth: {r['device']}: left on vfio-pci by a pciauth that died: {r['action']}"
+                + (f" ({r['note']})" if r.get("note") else ""),
+                file=sys.stderr,
+            )
+    except Exception as e:  # noqa: BLE001 - start-up goes on; `pciauth restore` reports details
+        print(f"pciauth: warning: could not replay the binding journal: {e}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _replay_crashed_bindings()
     parser = build_parser()
     args = None
     try:
