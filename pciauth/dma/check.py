@@ -153,7 +153,7 @@ def device_write_check(driver, session, size: int, *, private: bool = True, iter
             first = data if first is None else first
             result.checks["same_data_every_time"] = data == first
             if progress:
-                progress(result.bytes_moved)
+                progress(result.iterations * size)  # the caller's total is size x iterations
             if not result.ok:
                 break
     except DmaError as exc:
