@@ -121,7 +121,7 @@ def _replay_crashed_bindings() -> None:
 
         for r in replay_stale():
             print(
-                f"pciauth: {r['device']}: left on vfio-pci by a pciauth that died: {r['action']}"
+                f"pciauth: restored {r['device']} left bound by a crashed pciauth: {r['action']}"
                 + (f" ({r['note']})" if r.get("note") else ""),
                 file=sys.stderr,
             )
