@@ -259,3 +259,9 @@ def test_threshold_change_needs_the_driver_stopped_when_it_holds_mappings():
         assert not dev.dma.started
         dev.iova.set_threshold("2G")
         assert dev.dma.check(4096, private=False).ok and dev.dma.started
+
+
+def test_top_level_open_is_the_api():
+    import pciauth
+
+    assert pciauth.open is pciauth.api.open

@@ -115,3 +115,59 @@ def test_register_fuzz_only_raises_dma_errors_and_recovers(ops):
     assert eng.read32(reg.REG_STATUS) == reg.STATUS_DONE
     io.close()
     buf.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_threshold_parse_only_raises_usage_errors(text):
+    from pciauth.dma.iova import Threshold
+    from pciauth.errors import UsageError
+
+    try:
+        t = Threshold.parse(text)
+    except UsageError:
+        return
+    assert 0 <= t.units <= (1 << 31) - 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(cqe=st.binary(min_size=16, max_size=16), identify=st.binary(min_size=0, max_size=4096))
+def test_nvme_driver_survives_any_completion_and_identify_bytes(cqe, identify):
+    """Whatever the controller writes into the completion queue and the Identify buffer, the
+    driver ends in a pciauth error or a result whose checks say what is wrong."""
+    import struct
+
+    from dma_models import NvmeModel
+
+    from pciauth.dma.drivers import DriverContext
+    from pciauth.dma.drivers.nvme import NvmeDriver
+    from pciauth.dma.iova import Threshold
+    from pciauth.dma.session import DmaSession
+    from pciauth.errors import PciauthError
+
+    io = EmulatedIommu()
+    with DmaSession(io, threshold=Threshold.parse("1G")) as session:
+        model = NvmeModel(io, identify=identify.ljust(4096, b"\x00"))
+        real = model._doorbell
+
+        def forged(tail):
+            real(tail)
+            # overwrite the posted completion with arbitrary bytes, keeping its phase bit set
+            # half of the time so the driver does look at it
+            raw = bytearray(cqe)
+            if raw[0] & 1:
+                struct.pack_into("<H", raw, 14, struct.unpack_from("<H", raw, 14)[0] | 1)
+            io.dma_write(model.acq, bytes(raw))
+
+        model._doorbell = forged
+        drv = NvmeDriver(DriverContext("nvme", model, None, session, 0x1B36, 0x10, 0x010802))
+        buf = session.alloc(4096)
+        try:
+            drv.start()
+            w = drv.device_write(buf.iova, timeout=0.01)
+            assert set(w.checks) >= {"identify_parses", "serial_present"}
+        except PciauthError:
+            pass
+        finally:
+            drv.close()
+    io.close()
