@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from pciauth.errors import ExitCode, UsageError
+from pciauth.errors import DeviceError, ExitCode, UsageError
 
 
 @dataclass
@@ -151,8 +151,15 @@ def authenticate_device(spec: str, opts: AuthOptions, *, sysfs_root: str | None 
         anchors = _anchors_for(target, opts, notes)
         cfg = requester_config(opts, anchors, target.identity)
         with lock_target(target, timeout=opts.lock_timeout):
-            mailbox = find_mailbox(target.mailboxes(timeout=opts.timeout))
             info = dict(target.info, spec=spec, name=target.name, emulated=target.is_emulated)
+            try:
+                mailbox = find_mailbox(target.mailboxes(timeout=opts.timeout))
+            except DeviceError as exc:  # a report, like any other failure to talk
+                from pciauth.spdm.report import AuthReport
+
+                report = AuthReport()
+                report.fail("doe_discovery", exc)
+                return AuthResult(report, target.name, "doe", info, anchors, notes)
             return _run(DoeTransport(mailbox), cfg, opts, device=target.name, kind="doe", target_info=info,
                         identity=target.identity, anchors=anchors, notes=notes,
                         extra={"mailbox": mailbox.offset})  # fmt: skip

@@ -290,14 +290,14 @@ class DoeMailbox:
                 f"response length field says {length} dwords, above the bound of {self.max_object_dwords}",
             )
         if length == 2:
-            self._check_ready_before_last_pop(1, length)
+            self._check_ready_before_last_pop(length)
         cfg.write32(read_reg, 0)
         payload = [0] * (length - 2)
         last = length - 1
         for i in range(2, length):
             payload[i - 2] = cfg.read32(read_reg)
             if i == last:
-                self._check_ready_before_last_pop(i, length)
+                self._check_ready_before_last_pop(length)
             cfg.write32(read_reg, 0)
         status = self._status()
         if status & STATUS_ERROR:
@@ -309,7 +309,7 @@ class DoeMailbox:
             )
         return payload
 
-    def _check_ready_before_last_pop(self, index: int, length: int) -> None:
+    def _check_ready_before_last_pop(self, length: int) -> None:
         status = self._status()
         if status & STATUS_ERROR:
             raise self._fail(DoeError, "the device set ERROR while the response was read")

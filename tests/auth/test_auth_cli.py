@@ -164,3 +164,23 @@ def test_two_auth_processes_on_one_device_are_serialized():
     outs = [json.loads(p.communicate(timeout=60)[0]) for p in runs]
     assert all(o["authenticated"] for o in outs)
     assert all(p.returncode == 0 for p in runs)
+
+
+def test_pci_device_through_sysfs_config_file(capsys, fake_sysfs):
+    """A fake sysfs device whose config file has a DOE capability but no live registers:
+    pciauth writes through the file, gets no response, aborts, and says so (exit 5)."""
+    import struct
+
+    from pciauth.emu import EmulatedDevice
+
+    image = EmulatedDevice(0).config.read_bytes()
+    path = fake_sysfs.add_device("0000:01:00.0", vendor=0x1234, device=0xA11E, class_code=0x120000,
+                                 config=image)
+    code, out = run_json(capsys, "01:00.0", "--timeout", "0.1")
+    assert code == ExitCode.DEVICE and out["authenticated"] is False
+    assert out["device"] == "0000:01:00.0" and out["error"]["step"] == "doe_discovery"
+    assert "DOE@0x100" in out["error"]["message"] and "DATA_OBJECT_READY never set" in out["error"]["message"]
+    with open(os.path.join(path, "config"), "rb") as f:
+        data = f.read()
+    assert struct.unpack_from("<I", data, 0x108)[0] == 1  # the last CTRL write was the abort
+    assert any("no --trust-anchor" in n for n in out["notes"])
