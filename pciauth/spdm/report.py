@@ -147,6 +147,12 @@ class AuthReport:
         self.error["step"] = step
         self.check(step, False, str(exc))
 
+    def clear_error(self) -> None:
+        """Forget the recorded failure and its check (e.g. a replay that stops on purpose)."""
+        step = self.error_step
+        self.error = self.error_step = self._exc = None
+        self.checks = [c for c in self.checks if c.name != step]
+
     @property
     def exit_code(self) -> int:
         """0 authenticated, 5 could not talk (transport/protocol), 6 not authenticated."""
