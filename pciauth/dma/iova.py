@@ -192,6 +192,7 @@ class IovaAllocator:
         self._allocs: dict[int, Allocation] = {}
         self._starts: list[int] = []  # sorted; _ends[i] is the end of the allocation at _starts[i]
         self._ends: list[int] = []
+        self._hints: dict[int, int] = {}  # range start -> where the next search begins
 
     # -- windows -------------------------------------------------------------------------------
     @property
@@ -267,8 +268,15 @@ class IovaAllocator:
                 hi = min(hi, limit)
             if hi <= lo:
                 continue
-            iova = self._fits(lo, hi, length, align)
+            # Next fit from where the last allocation of this range ended (rewound by frees), so
+            # that many live mappings do not make every allocation walk them all; first fit
+            # from the start of the range when that finds nothing.
+            hint = self._hints.get(lo, lo)
+            iova = self._fits(hint, hi, length, align) if hint > lo else None
+            if iova is None:
+                iova = self._fits(lo, hi, length, align)
             if iova is not None:
+                self._hints[lo] = iova + length
                 return self._insert(Allocation(iova, length, private, tag))
         name = "private" if private else "shared"
         lo, hi = self.window(private)
@@ -327,6 +335,9 @@ class IovaAllocator:
         i = bisect.bisect_left(self._starts, iova)
         del self._starts[i]
         del self._ends[i]
+        for lo, hint in self._hints.items():
+            if lo <= iova < hint:
+                self._hints[lo] = iova  # the freed space is reused first
         return a.length
 
     # -- threshold -----------------------------------------------------------------------------
@@ -347,6 +358,7 @@ class IovaAllocator:
         new = new if isinstance(new, Threshold) else Threshold(new)
         self.check_threshold_change(new)
         self.threshold = new
+        self._hints.clear()
 
 
 class ThresholdPolicy:
