@@ -35,6 +35,7 @@ def test_any_request_but_get_measurements_clears_l1():
     t = fresh()
     t.on_request(C.Code.GET_MEASUREMENTS)
     assert t.l1(C.V11) == b"M"
+    t = fresh()
     t.on_request(C.Code.GET_CERTIFICATE)
     assert t.l1(C.V11) == b"" and t.m1() == b"ABC"
 
