@@ -282,7 +282,12 @@ class IovaAllocator:
         lo, hi = self.window(private)
         extra = f" below 0x{limit:x}" if limit is not None else ""
         hint = None
-        if hi <= lo:
+        if limit is not None and lo >= limit:
+            hint = (
+                f"the device reaches only IOVAs below 0x{limit:x} (its DMA mask): set a threshold "
+                "below that to have a shared window it can reach"
+            )
+        elif hi <= lo:
             hint = (
                 "the shared window is empty: set a threshold below the top of the IOVA space "
                 "(`pciauth iova DEVICE --threshold 1G`)"

@@ -231,3 +231,10 @@ def test_random_alloc_free_keeps_invariants(x_units, ops):
             assert a.threshold.is_private(x.end - 1) == x.private
             assert any(s <= x.iova and x.end - 1 <= last for s, last in a.ranges)
             assert x.iova >= a.floor
+
+
+def test_shared_window_beyond_the_dma_mask_says_so():
+    a = IovaAllocator(RANGES, Threshold.parse("1G"))
+    with pytest.raises(DmaError) as e:
+        a.alloc(4096, private=False, limit=1 << 28)
+    assert "DMA mask" in e.value.hint and "0x10000000" in e.value.hint
