@@ -77,13 +77,17 @@ def exit_code(result) -> int:
 def run(args: argparse.Namespace) -> int:
     import pciauth.api
     from pciauth.cli.output import print_json
-    from pciauth.dma.iova import parse_size
+    from pciauth.dma.iova import Threshold, parse_size
+    from pciauth.dma.pattern import make_pattern
     from pciauth.dma.progress import Progress
     from pciauth.errors import UsageError
 
     size = parse_size(args.size, "--size")
-    if size <= 0 or args.iterations <= 0:
-        raise UsageError("--size and --iterations must be positive")
+    if size <= 0 or args.iterations <= 0 or args.timeout <= 0:
+        raise UsageError("--size, --iterations and --timeout must be positive")
+    make_pattern(args.pattern)  # a bad pattern is a usage error before any device is touched
+    if args.threshold is not None:
+        Threshold.parse(args.threshold)
     with pciauth.api.open(args.device, iommu=args.iommu, threshold=args.threshold, hugepages=args.hugepages,
                           driver=args.driver, bind=args.bind, force=args.force,
                           driver_options=driver_options(args)) as dev:

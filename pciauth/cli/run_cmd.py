@@ -46,7 +46,7 @@ class Steps:
     def run(self, name: str, fn, *args, **kw) -> dict:
         """Run ``fn`` -> (status, detail, data); a pciauth error fails the step."""
         from pciauth.dma.auth_step import AuthUnavailable
-        from pciauth.errors import PciauthError
+        from pciauth.errors import PciauthError, exit_code_for
 
         t0 = time.monotonic()
         try:
@@ -55,6 +55,10 @@ class Steps:
             status, detail, data = "unavailable", str(exc), {"error": exc.to_dict()}
         except PciauthError as exc:
             status, detail, data = "failed", str(exc), {"error": exc.to_dict()}
+        except OSError as exc:  # a system call pciauth did not wrap: still a failed step, not a crash
+            status, detail = "failed", f"{exc.strerror or exc}"
+            data = {"error": {"type": type(exc).__name__, "message": detail, "errno": exc.errno,
+                              "exit_code": int(exit_code_for(exc)) or 1}}
         return self.add(name, status, detail, seconds=round(time.monotonic() - t0, 4), **data)
 
     @property
@@ -110,9 +114,7 @@ def _default_threshold(dev):
 
 
 def _threshold(dev, wanted):
-    from pciauth.dma.iova import Threshold
-
-    new = Threshold.parse(wanted) if wanted else _default_threshold(dev)
+    new = wanted or _default_threshold(dev)
     dev.iova.set_threshold(new)
     lo, hi = dev.iova.window(False)
     if hi <= lo:
@@ -164,10 +166,16 @@ def run(args: argparse.Namespace) -> int:
     import pciauth.api
     from pciauth.cli.dma_cmd import driver_options
     from pciauth.cli.output import print_json
-    from pciauth.dma.iova import parse_size
-    from pciauth.errors import PciauthError
+    from pciauth.dma.iova import Threshold, parse_size
+    from pciauth.dma.pattern import make_pattern
+    from pciauth.errors import PciauthError, UsageError
 
+    # Argument mistakes end here, before any device is touched.
     size = parse_size(args.size, "--size")
+    if size <= 0 or args.timeout <= 0:
+        raise UsageError("--size and --timeout must be positive")
+    make_pattern(args.pattern)
+    wanted = Threshold.parse(args.threshold) if args.threshold else None
     steps = Steps()
     t0 = time.monotonic()
     report: dict = {"device": args.device}
@@ -190,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 steps.add("authenticate", "skipped", "--no-auth")
             previous = dev.iova.threshold
-            if steps.run("threshold", _threshold, dev, args.threshold)["status"] == "passed":
+            if steps.run("threshold", _threshold, dev, wanted)["status"] == "passed":
                 steps.run("dma-private", _dma, dev, size, True, args.pattern, args.timeout)
                 steps.run("dma-shared", _dma, dev, size, False, args.pattern, args.timeout)
                 steps.run("enforcement", _enforcement, dev, args.timeout)

@@ -265,3 +265,14 @@ def test_top_level_open_is_the_api():
     import pciauth
 
     assert pciauth.open is pciauth.api.open
+
+
+@pytest.mark.parametrize("argv", [["run", "emu", "--threshold", "3M"], ["run", "emu", "--pattern", "bogus"],
+                                  ["run", "emu", "--size", "0"], ["dma", "emu", "--threshold", "x"],
+                                  ["dma", "emu", "--timeout", "0"]])
+def test_argument_mistakes_exit_2_before_touching_the_device(capsys, monkeypatch, argv):
+    def no_open(*a, **k):
+        raise AssertionError("the device was opened")
+
+    monkeypatch.setattr(pciauth.api, "open", no_open)
+    assert main(argv) == 2
