@@ -59,6 +59,12 @@ def _opaque_offset(rsp: Any, req: bytes) -> int:
     return 4 + h + C.NONCE_SIZE + (h if req[3] else 0)
 
 
+def _with_opaque(resp: bytes, req: bytes, rsp: Any, opaque: bytes) -> bytes:
+    """Put ``opaque`` into a CHALLENGE_AUTH that had none (its signature then covers other bytes)."""
+    at = _opaque_offset(rsp, req)
+    return resp[:at] + struct.pack("<H", len(opaque)) + opaque + resp[at + 2 :]
+
+
 def _second_cert_tail(chain: bytes, rsp: Any) -> bytes:
     """Flip the last signature byte of the intermediate (second) certificate of the chain."""
     from pciauth.spdm.certs import split_der_certificates
@@ -133,6 +139,8 @@ MISBEHAVIOURS: tuple[Misbehaviour, ...] = (
                  lambda r, q, s: r[:2] + bytes(((r[2] & 0xF0) | 3,)) + r[3:]),
     Misbehaviour("opaque-length-overflow", "CHALLENGE_AUTH OpaqueDataLength 0xFFFF", Code.CHALLENGE,
                  lambda r, q, s: _put16(r, _opaque_offset(s, q), 0xFFFF)),
+    Misbehaviour("malformed-opaque-data", "CHALLENGE_AUTH opaque data that is not general opaque data",
+                 Code.CHALLENGE, lambda r, q, s: _with_opaque(r, q, s, b"\x05\x00\x00\x00junk"), min_version=C.V12),
     Misbehaviour("bad-signature", "CHALLENGE_AUTH signature corrupted", Code.CHALLENGE,
                  lambda r, q, s: _flip(r, -1)),
     Misbehaviour("stale-nonce", "CHALLENGE_AUTH signed over another nonce (a replayed answer)", Code.CHALLENGE),

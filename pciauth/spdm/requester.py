@@ -436,8 +436,7 @@ class Requester:
             raise DataMismatch(f"CHALLENGE_AUTH: CertChainHash is not the hash of slot {slot}'s chain")
         if v >= C.V13 and auth.requester_context != ctx:
             raise SpdmError("CHALLENGE_AUTH: RequesterContext is not the one sent in CHALLENGE")
-        if v >= C.V12 and auth.opaque and not self.other_params:
-            raise SpdmError("CHALLENGE_AUTH: opaque data without a negotiated opaque data format")
+        self.check_opaque("CHALLENGE_AUTH", auth.opaque)
         self.t.add_c(req, auth.signed_part)
         m1 = self.t.m1()
         rec = self._verify("challenge_auth", C.CONTEXT_CHALLENGE_AUTH, m1, auth.signature, slot, report,
@@ -503,6 +502,17 @@ class Requester:
         rec.verified = True
         rec.reason = "verified"
         return rec
+
+    def check_opaque(self, what: str, opaque: bytes) -> None:
+        """1.2+: opaque data needs a negotiated format; format 1 must parse as general opaque data."""
+        if self.version < C.V12 or not opaque:
+            return
+        if not self.other_params:
+            raise SpdmError(f"{what}: opaque data without a negotiated opaque data format")
+        if self.other_params == C.OPAQUE_FMT_1:
+            from pciauth.spdm.messages_session import parse_opaque
+
+            parse_opaque(self.version, opaque)
 
     # --- measurements ---
     def _measure(self, report: AuthReport, session: Any) -> tuple[list[dict], int]:

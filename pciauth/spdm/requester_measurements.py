@@ -39,8 +39,7 @@ def measure(req: Any, report: AuthReport, session: Any) -> tuple[list[dict], int
             raise SpdmError(f"MEASUREMENTS: signed with slot {resp.param2 & 0xF}, asked slot {slot}")
         if not signed and v >= C.V12 and resp.param2 & C.MEAS_CONTENT_CHANGED_MASK:
             raise SpdmError("MEASUREMENTS: content-changed bits set in an unsigned response")
-        if v >= C.V12 and resp.opaque and not req.other_params:
-            raise SpdmError("MEASUREMENTS: opaque data without a negotiated opaque data format")
+        req.check_opaque("MEASUREMENTS", resp.opaque)
         m.extend(msg + resp.signed_part)
         return resp, msg, nonce, ctx
 
