@@ -113,7 +113,10 @@ class AuthControl:
         self._device = device
 
     def authenticate(self, **options: Any):
-        """Run CMA/SPDM authentication; returns the requester's report (``.authenticated``)."""
+        """Run CMA/SPDM authentication, as ``pciauth auth`` does; returns its result
+        (``.authenticated``, ``.exit_code``, ``.report``, ``to_dict()``). ``options``:
+        ``trust_anchors`` (PEM paths), ``force``, and ``AuthOptions`` fields (``slot``,
+        ``measurements``, ``session``, ``policy``, ``timeout``)."""
         from pciauth.dma.auth_step import authenticate
 
         return authenticate(self._device, **options)
@@ -132,7 +135,6 @@ class Device:
         self.emulated = emu_index(spec) is not None
         self.steps: list[dict] = []
         self.emu = None
-        self.target = None
         self.driver_options = dict(driver_options or {})
         self.sysfs_root = sysfs_root
         self._stack = contextlib.ExitStack()

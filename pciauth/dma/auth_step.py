@@ -46,4 +46,4 @@ def authenticate(device: Any, *, trust_anchors: list[str] | None = None, force: 
     auth = _load()
     opts = auth.AuthOptions(trust_anchors=list(trust_anchors or []), force=force, **options)
     spec = device.spec if device.emulated else device.name
-    return auth.authenticate_device(spec, opts)
+    return auth.authenticate_device(spec, opts, sysfs_root=getattr(device, "sysfs_root", None))
