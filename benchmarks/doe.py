@@ -95,6 +95,46 @@ def slow_device() -> bool:
     return ok
 
 
+class CountingTransport:
+    """A DoeTransport wrapper that checks the access target on every SPDM exchange."""
+
+    def __init__(self, inner, device: EmulatedDevice) -> None:
+        self.inner, self.device = inner, device
+        self.rows: list[tuple[int, int, int, int]] = []
+
+    def exchange(self, message: bytes, *, secured: bool = False) -> bytes:
+        stats = self.device.config.stats
+        stats.reset()
+        response = self.inner.exchange(message, secured=secured)
+        written, read = 2 + (len(message) + 3) // 4, 2 + len(response) // 4
+        self.rows.append((written, read, stats.total, written + 2 * read + CONSTANT))
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def spdm_accesses() -> bool:
+    from pciauth.doe import DoeTransport
+    from pciauth.spdm.certs import load_trust_anchors
+    from pciauth.spdm.requester import Requester, RequesterConfig
+    from pciauth.target import emu_trust_anchors, open_target
+
+    target = open_target("emu")
+    transport = CountingTransport(DoeTransport(mailbox(target.device)), target.device)
+    cfg = RequesterConfig(trust_anchors=load_trust_anchors(emu_trust_anchors(target)), policy="cma",
+                          identity=target.identity, session=True)
+    report = Requester(transport, cfg).authenticate()
+    over = [r for r in transport.rows if r[2] > r[3]]
+    total = sum(r[2] for r in transport.rows)
+    dwords = sum(r[0] + r[1] for r in transport.rows)
+    ok = report.authenticated and not over
+    print(f"\nFull SPDM authentication with a session on emu:0: {len(transport.rows)} exchanges, "
+          f"{dwords} dwords moved, {total} config accesses; every exchange within its target: "
+          f"{'yes' if not over else f'NO ({len(over)} over)'}")
+    return ok
+
+
 def full_auth() -> None:
     from pciauth.doe.authenticate import AuthOptions, authenticate_device
 
@@ -118,6 +158,7 @@ def main() -> int:
     ok = access_table(args.iterations)
     ok &= slow_device()
     if not args.no_auth:
+        ok &= spdm_accesses()
         print()
         full_auth()
     print(f"\n{'all targets met' if ok else 'TARGET MISSED'}")

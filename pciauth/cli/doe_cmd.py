@@ -66,12 +66,16 @@ def run(args: argparse.Namespace) -> int:
             if raw is not None:
                 return _send_raw(args, target, mailboxes, *raw)
             listing = [mb.to_dict() for mb in mailboxes]
+    kernel = getattr(target.device, "doe_features", None) if not target.is_emulated else None
     if args.json:
-        print_json({"ok": True, "device": target.name, "warnings": forced, "mailboxes": listing})
+        print_json({"ok": True, "device": target.name, "warnings": forced, "mailboxes": listing,
+                    "kernel_doe_features": kernel})  # fmt: skip
         return ExitCode.OK
     for reason in forced:
         print(f"warning (--force): {reason}")
     print(f"{target.name}: {len(listing)} DOE mailbox{'es' if len(listing) != 1 else ''}")
+    if kernel is not None:
+        print(f"  the kernel lists: {' '.join(kernel) or 'nothing'} (doe_features)")
     for mb in listing:
         irq = ", interrupts" if mb["interrupt_support"] else ""
         print(f"  mailbox at 0x{mb['offset']:03x} (capability version {mb['version']}{irq})")

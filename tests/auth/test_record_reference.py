@@ -125,3 +125,10 @@ def test_bad_reference_file(capsys, tmp_path):
     from pciauth.cli import main
 
     assert main(["auth", "emu", "--expect", str(bad)]) == ExitCode.DEVICE
+
+
+def test_no_reference_written_when_not_authenticated(capsys, tmp_path):
+    ref = tmp_path / "ref.json"
+    code, out = run_json(capsys, "emu,adversary=bad-signature", "--save-reference", str(ref))
+    assert code == ExitCode.VERIFICATION and not ref.exists()
+    assert "not authenticated: no reference written" in out["notes"]

@@ -66,3 +66,11 @@ def test_pci_device_without_doe_and_with_kernel_user(capsys, fake_sysfs):
     assert main(["doe", "02:00.0"]) == ExitCode.REFUSED
     err = capsys.readouterr().err
     assert "cxl_pci" in err and "--force" in err
+
+
+def test_kernel_doe_features_listed(capsys, fake_sysfs):
+    # A device with a DOE header but dead registers: listing fails to talk (exit 5), cleanly.
+    fake_sysfs.add_device("0000:03:00.0", config=EmulatedDevice(0).config.read_bytes(),
+                          doe_features=["0001:00", "0001:01"])
+    assert main(["doe", "03:00.0", "--timeout", "0.05"]) == ExitCode.DEVICE
+    assert "DATA_OBJECT_READY never set" in capsys.readouterr().err

@@ -227,3 +227,22 @@ def test_interrupt_mid_exchange_aborts_the_mailbox():
         mb.exchange_object(1, 1, b"abcd")
     assert hook.aborts == before + 1
     assert mb.exchange_object(1, 1, b"abcd")[:5] == b"Pabcd"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=3000), st.integers(0, 4), st.integers(8, 1024))
+def test_roundtrip_property(payload, busy_reads, bound):
+    dev = make_device(0, busy_reads=busy_reads)
+    mb = DoeMailbox(dev.config, 0x100, timeout=0.2, max_object_dwords=bound)
+    request_dwords = 2 + (len(payload) + 3) // 4
+    padded = 4 * (request_dwords - 2)  # the device sees the request zero-padded to dwords
+    response_dwords = 2 + (1 + padded + 3) // 4
+    if request_dwords > bound:
+        with pytest.raises(UsageError):
+            mb.exchange_object(1, 1, payload)
+    elif response_dwords > bound:
+        with pytest.raises(DoeError, match="above the bound"):
+            mb.exchange_object(1, 1, payload)
+    else:
+        out = mb.exchange_object(1, 1, payload)
+        assert out[: 1 + len(payload)] == b"P" + payload and len(out) == 4 * (response_dwords - 2)
