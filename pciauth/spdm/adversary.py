@@ -161,7 +161,7 @@ MISBEHAVIOURS: tuple[Misbehaviour, ...] = (
                  needs_signed_measurements=True),
     Misbehaviour("never-ready", "ERROR ResponseNotReady to CHALLENGE and every RESPOND_IF_READY",
                  Code.CHALLENGE,
-                 lambda r, q, s: _error(q[0], C.ErrorCode.RESPONSE_NOT_READY, 0, bytes((1, Code.CHALLENGE, 1, 1)))),
+                 lambda r, q, s: _error(q[0], C.ErrorCode.RESPONSE_NOT_READY, 0, bytes((1, Code.CHALLENGE, 1, 2)))),
     Misbehaviour("busy-forever", "ERROR Busy to every CHALLENGE", Code.CHALLENGE,
                  lambda r, q, s: _error(q[0], C.ErrorCode.BUSY)),
     Misbehaviour("unspecified-error", "ERROR Unspecified to CHALLENGE", Code.CHALLENGE,
@@ -189,7 +189,7 @@ class Adversary:
 
     def response(self, responder: Any, code: int, request: bytes, response: bytes) -> bytes:
         if code == Code.RESPOND_IF_READY and "never-ready" in self.names:
-            return _error(request[0], C.ErrorCode.RESPONSE_NOT_READY, 0, bytes((1, request[2], 1, 1)))
+            return _error(request[0], C.ErrorCode.RESPONSE_NOT_READY, 0, bytes((1, request[2], 1, 2)))
         for row in self.rows:
             if row.transform is not None and row.request == code and not _is_error(response):
                 response = row.transform(response, request, responder)

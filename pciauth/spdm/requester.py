@@ -198,7 +198,11 @@ class Requester:
                     rdt_exp, code, token, rdtm = err.not_ready()
                     if code != request[1]:
                         raise SpdmError(f"{name}: ResponseNotReady names request 0x{code:02x}, not 0x{request[1]:02x}")
-                    wait = min((2 ** min(rdt_exp, 40)) * max(rdtm, 1) / 1e6, self.config.max_wait)
+                    if rdtm <= 1 or rdt_exp > C.CT_EXPONENT_MAX:
+                        raise SpdmError(f"{name}: ResponseNotReady with RDTExponent {rdt_exp}, RDTM {rdtm} "
+                                        "(RDTM must be above 1, the exponent at most 31)")
+                    # wait RDT = 2^RDTExponent us, then ask (before WTMax = RDT x RDTM), as libspdm does
+                    wait = min((2 ** rdt_exp) / 1e6, self.config.max_wait)
                     self.config.sleep(wait)
                     message = M.respond_if_ready(version, request[1], token)
                     continue

@@ -225,7 +225,7 @@ class Responder(HandlerMixin):
             response = getattr(self, method)(message, session)
             token = (len(self.pending) + 1) & 0xFF
             self.pending = {code: (token, response)}
-            ext = bytes((2, code, token, 1))  # RDTExponent 2 (4 us), RDTM 1
+            ext = bytes((2, code, token, 2))  # RDTExponent 2 (RDT 4 us), RDTM 2
             raise RequestError(C.ErrorCode.RESPONSE_NOT_READY, 0, ext)
         return code, getattr(self, method)(message, session)
 

@@ -302,3 +302,16 @@ def test_certificate_portions_fit_a_small_data_transfer_size():
     report = Requester(CallableTransport(tap), requester_config(versions=(0x12,))).authenticate()
     assert report.authenticated, report.error
     assert len(sizes) > 3 and max(sizes) == 0x100
+
+
+def test_response_not_ready_with_rdtm_1_is_rejected():
+    responder = Responder(responder_config())
+
+    class BadNotReady(CallableTransport):
+        def exchange(self, message, *, secured=False):
+            if message[1] == C.Code.CHALLENGE:
+                return bytes((message[0], 0x7F, C.ErrorCode.RESPONSE_NOT_READY, 0, 3, message[1], 1, 1))
+            return super().exchange(message, secured=secured)
+
+    report = Requester(BadNotReady(responder.handle), requester_config()).authenticate()
+    assert not report.authenticated and "RDTM" in report.error["message"]
