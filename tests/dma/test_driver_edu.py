@@ -126,3 +126,21 @@ def test_copy_check_runs_on_edu(iommu, edu_session):
         r = copy_check(drv, edu_session, 8192, private=False, iterations=2)
     assert r.ok, r.to_dict()
     assert r.bytes_moved == 2 * 8192
+
+
+def test_driver_never_makes_an_access_qemu_ignores(iommu, edu_session):
+    """Every register access of a whole run has a width QEMU's edu accepts (the model raises)."""
+    model, cfg, drv = make(iommu, edu_session)
+    m = edu_session.alloc(4096)
+    with drv:
+        drv.copy(m.iova, m.iova, 64)
+    assert {(w, off < 0x80) for _op, off, w, _v in model.log} <= {(4, True), (4, False), (8, False)}
+
+
+def test_dma_registers_are_ignored_while_a_dma_runs(iommu):
+    model = EduModel(iommu, stuck=True)
+    model.write64(0x80, 0x1000)
+    model.write32(0x98, 1)
+    model.write64(0x80, 0x2000)
+    model.write32(0x98, 0)  # no start bit: ignored
+    assert model.read64(0x80) == 0x1000 and model.read32(0x98) == 1
