@@ -121,12 +121,19 @@ class Requester:
 
     # --- public ---
     def authenticate(self) -> AuthReport:
-        report = AuthReport()
-        self._reset()
-        try:
-            self._run(report)
-        except Exception as exc:  # recorded, never raised: the report survives
-            report.fail(self.step, exc)
+        """Run the whole flow once (again from GET_VERSION if the device asks RequestResynch once)."""
+        for attempt in range(2):
+            report = AuthReport()
+            self._reset()
+            try:
+                self._run(report)
+            except SpdmErrorResponse as exc:
+                if exc.error_code == C.ErrorCode.REQUEST_RESYNCH and attempt == 0:
+                    continue  # the device lost its state: start over with GET_VERSION, once
+                report.fail(self.step, exc)
+            except Exception as exc:  # recorded, never raised: the report survives
+                report.fail(self.step, exc)
+            break
         report.authenticated = self._authenticated(report)
         return report
 

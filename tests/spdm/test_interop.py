@@ -315,3 +315,21 @@ def test_response_not_ready_with_rdtm_1_is_rejected():
 
     report = Requester(BadNotReady(responder.handle), requester_config()).authenticate()
     assert not report.authenticated and "RDTM" in report.error["message"]
+
+
+@pytest.mark.parametrize("times,ok", [(1, True), (2, False)])
+def test_request_resynch_restarts_once(times, ok):
+    responder = Responder(responder_config())
+    left = {"n": times}
+
+    class Resynch(CallableTransport):
+        def exchange(self, message, *, secured=False):
+            if message[1] == C.Code.GET_DIGESTS and left["n"]:
+                left["n"] -= 1
+                return bytes((message[0], 0x7F, C.ErrorCode.REQUEST_RESYNCH, 0))
+            return super().exchange(message, secured=secured)
+
+    report = Requester(Resynch(responder.handle), requester_config()).authenticate()
+    assert report.authenticated is ok
+    if not ok:
+        assert "REQUEST_RESYNCH" in report.error["message"]
