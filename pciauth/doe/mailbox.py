@@ -19,7 +19,7 @@ emulated device. The rules it follows are the kernel's (drivers/pci/doe.c), made
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pciauth.doe.polling import DEFAULT_BACKOFF, Backoff, poll_until
 from pciauth.errors import DoeError, DoeTimeout, MalformedData, NotFoundError, UsageError
@@ -73,9 +73,8 @@ PROTOCOL_NAMES: dict[tuple[int, int], str] = {
 }
 
 
-@dataclass(frozen=True, order=True)
-class DoeProtocol:
-    """One protocol a mailbox supports, as discovery reports it."""
+class DoeProtocol(NamedTuple):
+    """One protocol a mailbox supports, as discovery reports it: a ``(vendor, type)`` pair."""
 
     vendor: int
     type: int

@@ -246,3 +246,10 @@ def test_roundtrip_property(payload, busy_reads, bound):
     else:
         out = mb.exchange_object(1, 1, payload)
         assert out[: 1 + len(payload)] == b"P" + payload and len(out) == 4 * (response_dwords - 2)
+
+
+def test_discover_returns_vendor_type_pairs(mailbox):
+    pairs = mailbox.discover()
+    assert (1, 1) in pairs and all(len(p) == 2 for p in pairs)
+    vendor, type_ = pairs[0]
+    assert (vendor, type_) == (1, 0)
