@@ -68,16 +68,18 @@ class GetCertificate:
     offset: int
     length: int
     raw: bytes = b""
+    attributes: int = 0  # 1.3 Param2: bit 0 SlotSizeRequested
 
     def encode(self) -> bytes:
-        return Header(self.version, C.Code.GET_CERTIFICATE, self.slot).encode() + _U16.pack(
+        return Header(self.version, C.Code.GET_CERTIFICATE, self.slot, self.attributes).encode() + _U16.pack(
             self.offset) + _U16.pack(self.length)
 
     @classmethod
     def parse(cls, data: bytes) -> GetCertificate:
         r, h = start(data, C.Code.GET_CERTIFICATE, "GET_CERTIFICATE")
         off, ln = r.u16("Offset"), r.u16("Length")
-        return cls(h.version, h.param1 & 0x0F, off, ln, r.end())
+        attrs = h.param2 if h.version >= C.V13 else 0
+        return cls(h.version, h.param1 & 0x0F, off, ln, r.end(), attrs)
 
 
 @dataclass

@@ -173,6 +173,10 @@ class HandlerMixin:
         req = _parse(M.GetCertificate, message)
         self.transcript.on_request(C.Code.GET_CERTIFICATE)
         chain = self.slot_chain(self._slot(req.slot))
+        if req.attributes & 0x01:  # 1.3 SlotSizeRequested: no portion, the size in RemainderLength
+            resp = M.Certificate(self.version, req.slot, b"", len(chain)).encode()
+            self.transcript.add_b(req.raw, resp)
+            return resp
         if req.offset >= len(chain) or req.length == 0:
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
         limit = self.req_transfer_size - 8 if self.req_transfer_size else 0xFFFF

@@ -191,3 +191,11 @@ def test_responses_respect_the_requester_data_transfer_size():
     assert len(cert.raw) == 64
     signed = M.GetMeasurements(V, 1, 0xFF, b"n" * 32, 0).encode()
     assert error_of(r.handle(signed)) == E.RESPONSE_TOO_LARGE
+
+
+def test_slot_size_requested_in_1_3():
+    r = negotiated(version=0x13)
+    cert = M.Certificate.parse(r.handle(M.GetCertificate(0x13, 0, 0, 0, attributes=1).encode()))
+    assert cert.portion == b"" and cert.remainder > 100
+    full = M.Certificate.parse(r.handle(M.GetCertificate(0x13, 0, 0, 0x400).encode()))
+    assert len(full.portion) + full.remainder == cert.remainder
