@@ -144,3 +144,27 @@ def test_dma_registers_are_ignored_while_a_dma_runs(iommu):
     model.write64(0x80, 0x2000)
     model.write32(0x98, 0)  # no start bit: ignored
     assert model.read64(0x80) == 0x1000 and model.read32(0x98) == 1
+
+
+def test_probe_by_target_objects():
+    from pciauth.dma.drivers import DRIVERS, driver_for
+    from pciauth.emu.device import EmulatedDevice
+    from pciauth.target import open_target
+
+    emu = EmulatedDevice(0)
+    assert driver_for(emu).name == "emu"
+    with open_target("emu") as target:
+        assert driver_for(target).name == "emu"
+        assert [e.name for e in DRIVERS if e.probe(target)] == ["emu"]
+    emu.close()
+
+    class Identity:
+        vendor, device, class_code = 0x1B36, 0x0010, 0x010802
+
+    class PciLike:
+        is_emulated = False
+
+        def identity(self):
+            return Identity()
+
+    assert driver_for(PciLike()).name == "nvme"

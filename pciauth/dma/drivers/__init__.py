@@ -135,8 +135,25 @@ class DriverEntry:
             return True
         return self.class_code is not None and class_code == self.class_code
 
+    def probe(self, target: Any) -> bool:
+        """True when this driver handles ``target`` (a ``pciauth.target.Target``, a
+        ``PciDevice`` or an ``EmulatedDevice``): the seam's ``probe(target) -> bool``."""
+        return self.matches(*target_ids(target))
+
     def load(self) -> type[DmaDriver]:
         return getattr(importlib.import_module(self.module), self.cls)
+
+
+def target_ids(target: Any) -> tuple[int | None, int | None, int | None, bool]:
+    """(vendor, device, class code, emulated) of a Target, PciDevice or EmulatedDevice."""
+    ident = getattr(target, "identity", None)
+    if callable(ident):  # PciDevice.identity() is a method
+        ident = ident()
+    src = ident if ident is not None else getattr(target, "profile", target)
+    emulated = bool(getattr(target, "is_emulated", False) or getattr(target, "emulated", False)
+                    or hasattr(target, "profile"))
+    return (getattr(src, "vendor", None), getattr(src, "device", None), getattr(src, "class_code", None),
+            emulated)
 
 
 DRIVERS: list[DriverEntry] = [
@@ -167,6 +184,12 @@ def probe(vendor: int | None, device: int | None, class_code: int | None = None,
         hint="pciauth drives the emulated device, QEMU edu and NVMe controllers; "
         "authentication (`pciauth auth`) works on any device",
     )
+
+
+def driver_for(target: Any) -> DriverEntry:
+    """The table row for ``target`` (see :meth:`DriverEntry.probe`)."""
+    vendor, device, class_code, emulated = target_ids(target)
+    return probe(vendor, device, class_code, emulated=emulated)
 
 
 def open_driver(ctx: DriverContext, name: str | None = None) -> DmaDriver:
