@@ -314,6 +314,8 @@ class HandlerMixin:
         try:
             session.keys.check_requester_verify_data(th, req.verify_data)
         except Exception:
+            sid = session.session_id
+            session.after_send = lambda: self.sessions.pop(sid, None)  # the handshake failed: no session
             raise RequestError(C.ErrorCode.DECRYPT_ERROR)
         session.th.add_f(req.verify_data)
         resp = M.FinishRsp(self.version).encode()

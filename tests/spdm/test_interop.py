@@ -333,3 +333,17 @@ def test_request_resynch_restarts_once(times, ok):
     assert report.authenticated is ok
     if not ok:
         assert "REQUEST_RESYNCH" in report.error["message"]
+
+
+def test_bad_requester_verify_data_ends_the_session():
+    from pciauth.spdm import keyschedule
+
+    responder = Responder(responder_config())
+    real = keyschedule.SessionKeys.requester_verify_data
+    try:
+        keyschedule.SessionKeys.requester_verify_data = lambda self, th: bytes(len(real(self, th)))
+        report = Requester(CallableTransport(responder.handle), requester_config(session=True)).authenticate()
+    finally:
+        keyschedule.SessionKeys.requester_verify_data = real
+    assert not report.authenticated and "DECRYPT_ERROR" in report.error["message"]
+    assert responder.sessions == {}
