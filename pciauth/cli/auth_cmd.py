@@ -15,7 +15,8 @@ _REPLAYED = ("slot", "measurements", "session", "policy")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("device", nargs="?", help="PCI device (01:00.0, lspci-style selector), emu or emu:N")
+    parser.add_argument("device", nargs="?",
+                        help="PCI device (01:00.0, lspci-style selector), emu or emu:N[,knob=value] (docs/doe.md)")
     parser.add_argument("--trust-anchor", action="append", default=[], metavar="PATH",
                         help="trusted root certificate file or directory, PEM or DER (repeatable)")
     parser.add_argument("--slot", type=int, default=None, help="certificate slot to CHALLENGE (default: lowest)")

@@ -8,7 +8,7 @@ HELP = "list a device's DOE mailboxes and protocols, or send one raw data object
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("device", help="PCI device (01:00.0, lspci-style selector) or emu / emu:N")
+    parser.add_argument("device", help="PCI device (01:00.0, lspci-style selector) or emu / emu:N[,knob=value]")
     parser.add_argument(
         "--raw",
         nargs=2,

@@ -184,3 +184,15 @@ def test_pci_device_through_sysfs_config_file(capsys, fake_sysfs):
         data = f.read()
     assert struct.unpack_from("<I", data, 0x108)[0] == 1  # the last CTRL write was the abort
     assert any("no --trust-anchor" in n for n in out["notes"])
+
+
+def test_kernel_user_refused_unless_forced(capsys, fake_sysfs):
+    from pciauth.emu import EmulatedDevice
+
+    fake_sysfs.add_device("0000:04:00.0", driver="cxl_pci", config=EmulatedDevice(0).config.read_bytes())
+    assert main(["auth", "04:00.0"]) == ExitCode.REFUSED
+    err = capsys.readouterr().err
+    assert "driver cxl_pci is bound" in err and "--force" in err
+    code, out = run_json(capsys, "04:00.0", "--force", "--timeout", "0.05")
+    assert code == ExitCode.DEVICE  # forced past the check; this fake device cannot answer
+    assert any(n.startswith("--force: driver cxl_pci") for n in out["notes"])
