@@ -335,15 +335,12 @@ def test_request_resynch_restarts_once(times, ok):
         assert "REQUEST_RESYNCH" in report.error["message"]
 
 
-def test_bad_requester_verify_data_ends_the_session():
-    from pciauth.spdm import keyschedule
+def test_bad_requester_verify_data_ends_the_session(monkeypatch):
+    from pciauth.spdm import messages as M
 
+    real = M.Finish.encode  # only the requester encodes FINISH: corrupt its RequesterVerifyData
+    monkeypatch.setattr(M.Finish, "encode", lambda self: real(self)[:-1] + bytes((real(self)[-1] ^ 1,)))
     responder = Responder(responder_config())
-    real = keyschedule.SessionKeys.requester_verify_data
-    try:
-        keyschedule.SessionKeys.requester_verify_data = lambda self, th: bytes(len(real(self, th)))
-        report = Requester(CallableTransport(responder.handle), requester_config(session=True)).authenticate()
-    finally:
-        keyschedule.SessionKeys.requester_verify_data = real
+    report = Requester(CallableTransport(responder.handle), requester_config(session=True)).authenticate()
     assert not report.authenticated and "DECRYPT_ERROR" in report.error["message"]
     assert responder.sessions == {}
