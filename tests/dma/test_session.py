@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pciauth.dma.iova import Threshold, ThresholdChangeRefused
 from pciauth.dma.session import DmaSession
@@ -107,3 +109,44 @@ def test_to_dict(session):
     d = session.to_dict()
     assert d["backend"] == "emulated" and d["live_mappings"] == 1 and d["mappings"][0]["tag"] == "t"
     assert d["private_window"] == [0, GiB]
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("alloc"), st.integers(1, 5), st.booleans()),
+        st.tuples(st.just("free"), st.integers(0, 10), st.booleans()),
+        st.tuples(st.just("x"), st.sampled_from([0, 1, 256, 512, (1 << 31) - 1]), st.booleans()),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ops=_OPS)
+def test_random_session_operations_keep_backend_and_allocator_in_step(ops):
+    io = EmulatedIommu()
+    with DmaSession(io, threshold=Threshold.parse("1G")) as s:
+        for op, arg, private in ops:
+            if op == "alloc":
+                try:
+                    s.alloc(arg * 4096, private=private)
+                except DmaError:
+                    lo, hi = s.allocator.window(private)
+                    assert lo >= hi  # only an empty window refuses such small buffers
+            elif op == "free" and s.mappings:
+                s.free(s.mappings[arg % len(s.mappings)])
+            elif op == "x":
+                live = bool(s.mappings)
+                changed = Threshold(arg) != s.threshold
+                try:
+                    s.set_threshold(Threshold(arg))
+                    assert not (live and changed)
+                except ThresholdChangeRefused:
+                    assert live and changed
+            assert {m.iova for m in io.mappings} == {m.iova for m in s.mappings}
+            assert {a.iova for a in s.allocator.live()} == {m.iova for m in s.mappings}
+            assert io.threshold_units == s.threshold.units
+            for m in s.mappings:
+                assert s.threshold.is_private(m.iova) == m.private == m.buffer.private
+    assert io.mappings == []
+    io.close()
