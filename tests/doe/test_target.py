@@ -77,3 +77,36 @@ def test_pci_target_refuses_kernel_users(fake_sysfs):
 def test_missing_pci_device(fake_sysfs):
     with pytest.raises(DeviceNotFound):
         open_target("0000:09:00.0")
+
+
+def test_doe_over_the_vfio_config_region_class(fake_sysfs, monkeypatch):
+    """VfioConfigSpace (pread/pwrite on the VFIO device fd at the region offset) drives the
+    mailbox; the region hides the DOE header, so the offsets come from sysfs."""
+    vfio_device = pytest.importorskip("pciauth.vfio.device")
+    emu = EmulatedDevice(0, cma_handler=lambda p, s: b"vfio" + p)
+    fake_sysfs.add_device("0000:05:00.0", vendor=0x1234, device=0xA11E, config=emu.config.read_bytes())
+    for hook in emu.config.hooks:
+        hook.hook = _Hidden(hook.hook)
+    region_base = 0x70000000000
+
+    def pread(fd, length, offset):
+        assert fd == 99 and offset >= region_base
+        off = offset - region_base
+        if length == 4:
+            return emu.config.read32(off).to_bytes(4, "little")
+        return bytes(emu.config.read8(off + i) for i in range(length))
+
+    def pwrite(fd, data, offset):
+        assert fd == 99 and len(data) == 4
+        emu.config.write32(offset - region_base, int.from_bytes(data, "little"))
+        return 4
+
+    monkeypatch.setattr(vfio_device.usys, "pread", pread)
+    monkeypatch.setattr(vfio_device.usys, "pwrite", pwrite)
+    region = vfio_device.RegionInfo(index=7, size=4096, offset=region_base, flags=3)
+    cfg = vfio_device.VfioConfigSpace(99, region, "0000:05:00.0")
+    assert cfg.read32(0x100) == 0  # what vfio-pci shows
+    with open_target("05:00.0", config=cfg) as t:
+        mb = find_mailbox(t.mailboxes(timeout=0.2))
+        assert mb.offset == 0x100
+        assert mb.exchange_object(1, 1, b"abcd")[:8] == b"vfioabcd"
