@@ -73,3 +73,32 @@ def test_qemu_command_lines_per_machine(tmp_path):
         vmrun.build_qemu_cmd(machine="kvm", devices=[], **common)
     with pytest.raises(vmrun.VmError):
         vmrun.build_qemu_cmd(machine="none", devices=["gpu"], **common)
+
+
+def test_host_responder_listens_then_stops(tmp_path):
+    import socket
+    import sys
+
+    import responder
+
+    if not (vmrun.REPO / "pciauth" / "cli" / "responder_cmd.py").exists():
+        pytest.skip("`pciauth responder` missing (pciauth/cli/responder_cmd.py)")
+    pki = tmp_path / "pki"
+    subprocess.run([sys.executable, "-m", "pciauth", "pki", "init", str(pki), "--algorithms", "ecdsa-p256"],
+                   check=True, cwd=vmrun.REPO, capture_output=True)
+    with responder.host_responder(pki, log=tmp_path / "r.log") as port, \
+            socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+    with socket.socket() as s, pytest.raises(OSError):
+        s.settimeout(2)
+        s.connect(("127.0.0.1", port))
+
+
+def test_host_responder_reports_a_responder_that_dies(tmp_path):
+    import responder
+
+    if not (vmrun.REPO / "pciauth" / "cli" / "responder_cmd.py").exists():
+        pytest.skip("`pciauth responder` missing (pciauth/cli/responder_cmd.py)")
+    with pytest.raises(responder.ResponderError, match="exited"), \
+            responder.host_responder(tmp_path / "no-such-pki", timeout=60):
+        pass
