@@ -232,6 +232,7 @@ class EmulatedDevice:
         cfg.put(0x54, 4, 0, rw=0xFFFFFFFC)
         cfg.put(0x58, 4, 0, rw=0xFFFFFFFF)
         cfg.put(0x5C, 2, 0, rw=0xFFFF)
+        self.layout.capabilities.update(pm=0x40, msi=0x50, pcie=0x70)
         cfg.put(0x70, 2, 0x0010)
         cfg.put(0x72, 2, 0x0002)  # PCIe capability version 2, endpoint
         cfg.put(0x74, 4, 0x10008FC2)  # device cap: 512 B payload, FLR capable
