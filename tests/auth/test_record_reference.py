@@ -132,3 +132,22 @@ def test_no_reference_written_when_not_authenticated(capsys, tmp_path):
     code, out = run_json(capsys, "emu,adversary=bad-signature", "--save-reference", str(ref))
     assert code == ExitCode.VERIFICATION and not ref.exists()
     assert "not authenticated: no reference written" in out["notes"]
+
+
+def test_replay_with_another_trust_anchor_is_not_authenticated(capsys, recording, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    from pciauth.spdm.pki import generate_set
+
+    anchor = tmp_path / "other.pem"
+    anchor.write_bytes(generate_set("ecdsa-p256").root.public_bytes(serialization.Encoding.PEM))
+    code, out = run_json(capsys, "--replay", str(recording), "--trust-anchor", str(anchor))
+    assert code == ExitCode.VERIFICATION and out["authenticated"] is False
+    assert out["replay"]["divergence"] is None  # the transcript replayed fine; the root is not trusted
+
+
+def test_replay_of_another_instance(capsys, tmp_path):
+    path = tmp_path / "emu1.json"
+    assert run_json(capsys, "emu:1", "--record", str(path))[0] == 0
+    code, out = run_json(capsys, "--replay", str(path))
+    assert code == 0 and out["device"] == "emu:1" and out["algorithms"]["base_asym"] == "ecdsa-p256"
