@@ -77,6 +77,7 @@ def exit_code(result) -> int:
 def run(args: argparse.Namespace) -> int:
     import pciauth.api
     from pciauth.cli.output import print_json
+    from pciauth.dma.buffer import check_available
     from pciauth.dma.iova import Threshold, parse_size
     from pciauth.dma.pattern import make_pattern
     from pciauth.dma.progress import Progress
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if size <= 0 or args.iterations <= 0 or args.timeout <= 0:
         raise UsageError("--size, --iterations and --timeout must be positive")
     make_pattern(args.pattern)  # a bad pattern is a usage error before any device is touched
+    check_available(2 * size)  # source and destination buffers
     if args.threshold is not None:
         Threshold.parse(args.threshold)
     with pciauth.api.open(args.device, iommu=args.iommu, threshold=args.threshold, hugepages=args.hugepages,

@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     import pciauth.api
     from pciauth.cli.dma_cmd import driver_options
     from pciauth.cli.output import print_json
+    from pciauth.dma.buffer import check_available
     from pciauth.dma.iova import Threshold, parse_size
     from pciauth.dma.pattern import make_pattern
     from pciauth.errors import PciauthError, UsageError
@@ -175,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if size <= 0 or args.timeout <= 0:
         raise UsageError("--size and --timeout must be positive")
     make_pattern(args.pattern)
+    check_available(2 * size)  # source and destination buffers
     wanted = Threshold.parse(args.threshold) if args.threshold else None
     steps = Steps()
     t0 = time.monotonic()

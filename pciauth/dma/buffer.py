@@ -192,3 +192,34 @@ def check_memlock(needed: int, *, limit: int | None = None, privileged: bool | N
         return
     if needed > soft:
         raise memlock_error(needed, limit=soft)
+
+
+def _approx(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.3g} {unit}"
+    return f"{n} bytes"
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes, or None when it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_available(needed: int, *, available: int | None = None) -> None:
+    """Refuse buffers that would not fit in memory (a typo like ``--size 100G``), before the
+    kernel's OOM killer decides instead. Unknown availability passes."""
+    avail = available_memory() if available is None else available
+    if avail is not None and needed > avail * 9 // 10:
+        raise HostNotReady(
+            f"the DMA buffers need {_approx(needed)}, but only {_approx(avail)} of memory is available",
+            hint="use a smaller --size (the copy check maps a source and a destination buffer)",
+        )
+

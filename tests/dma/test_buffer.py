@@ -111,3 +111,14 @@ def test_format_size():
     assert format_size(2 << 20) == "2 MiB"
     assert format_size(1000) == "1000 bytes"
     assert mmap.PAGESIZE == PAGE_SIZE
+
+
+def test_available_memory_check():
+    from pciauth.dma.buffer import available_memory, check_available
+
+    check_available(1 << 20, available=1 << 30)
+    with pytest.raises(HostNotReady, match="only 1 GiB of memory is available") as e:
+        check_available(2 << 30, available=1 << 30)
+    assert "--size" in e.value.hint
+    avail = available_memory()
+    assert avail is None or avail > 0
