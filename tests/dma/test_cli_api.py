@@ -296,3 +296,24 @@ def test_iova_human_output(capsys):
     out = capsys.readouterr().out
     assert "X = 0x20000000 (256 x 2 MiB)" in out and "enforced by: emulated IOMMU" in out
     assert "shared window (T=0):  [0x20000000," in out and "pciauth enforces X itself" in out
+
+
+def test_run_steps_turn_errors_into_failed_steps():
+    from pciauth.cli.run_cmd import Steps
+    from pciauth.dma.auth_step import AuthUnavailable
+    from pciauth.errors import DmaError
+
+    steps = Steps()
+
+    def raise_(exc):
+        raise exc
+
+    steps.run("a", lambda: ("passed", "fine", {}))
+    steps.run("b", raise_, OSError(5, "Input/output error"))
+    steps.run("c", raise_, DmaError("boom"))
+    steps.run("d", raise_, AuthUnavailable("missing"))
+    got = [(s["name"], s["status"], (s.get("error") or {}).get("exit_code")) for s in steps.items]
+    assert got == [("a", "passed", None), ("b", "failed", 1), ("c", "failed", 5), ("d", "unavailable", 7)]
+    assert steps.items[1]["error"]["errno"] == 5 and not steps.ok and steps.exit_code() == 1
+    with pytest.raises(KeyError):
+        steps.run("e", raise_, KeyError("a bug stays a bug"))
