@@ -50,7 +50,8 @@ def _identity_key(identity: Any, algorithm: str) -> str:
 
 
 def _complete(directory: Path, algorithm: str) -> bool:
-    return (directory / "pki.json").is_file() and (directory / algorithm / "root.pem").is_file()
+    files = ["pki.json", f"{algorithm}/root.pem", f"{algorithm}/leaf.key", f"{algorithm}/chain.der"]
+    return all((directory / f).is_file() for f in files)
 
 
 def emu_pki(identity: Any, algorithm: str) -> EmuPki:
