@@ -82,6 +82,8 @@ def _auth(dev, anchors, force):
     report = getattr(result, "report", result)
     ok = bool(result.authenticated)
     error = getattr(report, "error", None)
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("type")
     detail = "authenticated" if ok else f"not authenticated{': ' + str(error) if error else ''}"
     out = {"report": _auth_summary(result)}
     if not ok:

@@ -317,3 +317,14 @@ def test_run_steps_turn_errors_into_failed_steps():
     assert steps.items[1]["error"]["errno"] == 5 and not steps.ok and steps.exit_code() == 1
     with pytest.raises(KeyError):
         steps.run("e", raise_, KeyError("a bug stays a bug"))
+
+
+def test_run_with_an_adversarial_responder_fails_auth_but_still_checks_dma(capsys):
+    code, report = run_json(capsys, "run", "emu:0,adversary=bad-signature")
+    steps = {s["name"]: s for s in report["steps"]}
+    if steps["authenticate"]["status"] == "unavailable":
+        pytest.skip("authentication is not part of this build")
+    assert steps["authenticate"]["status"] == "failed"
+    assert steps["authenticate"]["detail"].startswith("not authenticated: challenge_auth")
+    assert steps["dma-private"]["status"] == steps["dma-shared"]["status"] == "passed"
+    assert code == 6 and not report["ok"]
