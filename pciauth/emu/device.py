@@ -95,6 +95,36 @@ KNOBS: dict[str, Any] = {
 
 BAR0_SIZE = 1 << 20
 
+#: Numeric profile fields and their allowed ranges (inclusive).
+_RANGES: dict[str, tuple[float, float]] = {
+    "vendor": (0, 0xFFFE),  # 0xffff means "no device"
+    "device": (0, 0xFFFF),
+    "class_code": (0, 0xFFFFFF),
+    "revision": (0, 0xFF),
+    "subsystem_vendor": (0, 0xFFFF),
+    "subsystem_device": (0, 0xFFFF),
+    "doe_version": (1, 0xF),
+    "busy_reads": (0, 1000),
+    "latency": (0.0, 10.0),
+}
+
+
+def _validate(profile: Profile) -> None:
+    for name, (low, high) in _RANGES.items():
+        value = getattr(profile, name)
+        if not low <= value <= high:
+            raise UsageError(f"emulated device knob {name}={value} is outside {low}..{high}")
+    if profile.serial is not None and not 0 <= profile.serial < 1 << 64:
+        raise UsageError("emulated device serial number is 64 bits")
+    from pciauth.spdm.pki import ALGORITHMS, normalize_algorithm
+
+    try:
+        known = normalize_algorithm(profile.algorithm) in ALGORITHMS
+    except UsageError:  # an unknown name
+        known = False
+    if not known:
+        raise UsageError(f"emulated device algorithm {profile.algorithm!r} unknown; known: {', '.join(ALGORITHMS)}")
+
 
 def _optional(module: str, attr: str) -> Any:
     """``module.attr`` if that module exists yet (the DMA area writes them), else None."""
@@ -139,6 +169,7 @@ class EmulatedDevice:
         self.index = index
         self.name = f"emu:{index}"
         self.profile = replace(PROFILES[index], **overrides)
+        _validate(self.profile)
         self.faults = FaultPlan(fault, fault_count, fault_after)
         self.adversary = adversary
         self.firmware = firmware

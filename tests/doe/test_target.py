@@ -110,3 +110,33 @@ def test_doe_over_the_vfio_config_region_class(fake_sysfs, monkeypatch):
         mb = find_mailbox(t.mailboxes(timeout=0.2))
         assert mb.offset == 0x100
         assert mb.exchange_object(1, 1, b"abcd")[:8] == b"vfioabcd"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.from_regex(r"emu(:[0-9]{1,3})?(,[a-z_]{1,12}=[-a-z0-9.x+]{0,8}){0,3}",
+                                                     fullmatch=True)))
+def test_emu_spec_parser_only_raises_usage_errors(spec):
+    from pciauth.doe.authenticate import parse_measurements
+
+    try:
+        parsed = parse_emu_spec(spec)
+    except UsageError:
+        return
+    if parsed is not None:
+        index, knobs = parsed
+        assert index >= 0 and isinstance(knobs, dict)
+        from pciauth.errors import PciauthError
+
+        try:
+            open_target(spec).close()
+        except PciauthError:
+            pass
+    try:
+        measure, indices = parse_measurements(spec)
+    except UsageError:
+        return
+    assert indices is None or all(1 <= i <= 254 for i in indices)

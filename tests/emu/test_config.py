@@ -177,3 +177,12 @@ def test_dma_parts_when_present():
     else:
         assert dev.bar0 is not None and dev.iommu is not None
     assert isinstance(dev.mailboxes[0x100], EmulatedDoe)
+
+
+@pytest.mark.parametrize("knobs", [
+    {"latency": -1.0}, {"busy_reads": -1}, {"algorithm": "rot13"}, {"doe_version": 16},
+    {"vendor": 0xFFFF}, {"device": 0x10000}, {"doe_version": 0},
+])
+def test_out_of_range_knobs_are_usage_errors(knobs):
+    with pytest.raises(UsageError):
+        EmulatedDevice(0, **knobs)
