@@ -91,6 +91,7 @@ class EmulatedIommu(IommuBackend):
         self._ranges = sorted(ranges or DEFAULT_RANGES)
         self._allowed: list[tuple[int, int]] | None = None
         self._starts: list[int] = []
+        self._entries: list[tuple] = []  # parallel to _starts: (iova, end, r, w, private, view)
         self._by_start: dict[int, Mapping] = {}
         self.threshold_units = threshold
         self.faults: collections.deque[FaultRecord] = collections.deque(maxlen=fault_log_size)
@@ -117,13 +118,20 @@ class EmulatedIommu(IommuBackend):
         m = self._by_start.pop(iova, None)
         if m is None:
             return 0
-        del self._starts[bisect.bisect_left(self._starts, iova)]
+        i = bisect.bisect_left(self._starts, iova)
+        del self._starts[i]
+        del self._entries[i]
         return m.length
 
     def map(self, buffer, iova: int | None = None, *, readable: bool = True, writable: bool = True) -> int:
         got = super().map(buffer, iova, readable=readable, writable=writable)
-        bisect.insort(self._starts, got)
-        self._by_start[got] = self._mappings[got]
+        m = self._mappings[got]
+        i = bisect.bisect_left(self._starts, got)
+        self._starts.insert(i, got)
+        # The page-table entry: what translate needs, with the memory attribute as mapped.
+        self._entries.insert(i, (got, got + m.length, m.readable, m.writable,
+                                 getattr(buffer, "private", None), getattr(buffer, "view", None)))
+        self._by_start[got] = m
         return got
 
     def _overlap(self, iova: int, length: int) -> Mapping | None:
@@ -184,27 +192,27 @@ class EmulatedIommu(IommuBackend):
             return []
         out: list[memoryview] = []
         cur, end = iova, iova + length
+        starts, entries = self._starts, self._entries
+        x = (1 << 64) if self.threshold_units == THRESHOLD_ALL_ONES else self.threshold_units * THRESHOLD_UNIT
+        writing = direction == "write"
         while cur < end:
-            i = bisect.bisect_right(self._starts, cur) - 1
-            m = self._by_start[self._starts[i]] if i >= 0 else None
-            if m is None or cur > m.last:
+            i = bisect.bisect_right(starts, cur) - 1
+            if i < 0 or cur >= entries[i][1]:
                 raise self._fault(cur, direction, "unmapped", length)
-            if direction == "write" and not m.writable:
+            start, stop, readable, writable, attr, view = entries[i]
+            if writing and not writable:
                 raise self._fault(cur, direction, "read-only", length)
-            if direction == "read" and not m.readable:
+            if not writing and not readable:
                 raise self._fault(cur, direction, "write-only", length)
-            n = min(end, m.iova + m.length) - cur
-            attr = getattr(m.buffer, "private", None)
+            n = min(end, stop) - cur
             if attr is not None:
                 # The request's T bit follows the IOVA; a segment may straddle X.
-                x = (1 << 64) if self.threshold_units == THRESHOLD_ALL_ONES else self.threshold_units * THRESHOLD_UNIT
                 if cur < x and not attr:
                     raise self._fault(cur, direction, "t1-to-shared", length)
                 if cur + n > x and attr:
                     raise self._fault(max(cur, x), direction, "t0-to-private", length)
-            view = getattr(m.buffer, "view", None)
             try:
-                off = cur - m.iova
+                off = cur - start
                 out.append(view[off : off + n])
             except (TypeError, ValueError):  # buffer closed under the mapping
                 raise self._fault(cur, direction, "unmapped", length) from None
