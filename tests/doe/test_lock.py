@@ -152,3 +152,27 @@ def test_kernel_users_tsm_and_drivers(fake_sysfs):
         f.write("\n")
     assert kernel_users(tsm) == []
     assert "cxl_pci" in DOE_DRIVERS
+
+
+def test_holder_unknown_when_the_lock_file_holds_garbage():
+    import fcntl
+
+    path = lock_path("garbage:0")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("not a pid\n")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with pytest.raises(DeviceBusy, match="in use by another process"):
+            MailboxLock("garbage:0", timeout=0).acquire()
+
+
+def test_odd_tsm_attributes(fake_sysfs):
+    dev = fake_sysfs.add_device("0000:06:00.0")
+    os.makedirs(os.path.join(dev, "tsm", "connect"))  # a directory, not a file: unreadable
+    assert kernel_users(dev) == []
+    dev2 = fake_sysfs.add_device("0000:07:00.0")
+    os.makedirs(os.path.join(dev2, "tsm"))
+    with open(os.path.join(dev2, "tsm", "connect"), "w") as f:
+        f.write("0\n")
+    assert kernel_users(dev2) == []
