@@ -10,6 +10,7 @@ failed or was unavailable. The exit code is the first failing step's (see ``pcia
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 HELP = "lab flow: bind, authenticate, set the IOVA threshold, DMA private and shared, verify, restore"
@@ -60,6 +61,13 @@ class Steps:
             data = {"error": {"type": type(exc).__name__, "message": detail, "errno": exc.errno,
                               "exit_code": int(exit_code_for(exc)) or 1}}
         return self.add(name, status, detail, seconds=round(time.monotonic() - t0, 4), **data)
+
+    def first_failure(self) -> dict | None:
+        for status in ("failed", "unavailable"):
+            for s in self.items:
+                if s["status"] == status:
+                    return s
+        return None
 
     @property
     def ok(self) -> bool:
@@ -150,7 +158,12 @@ def _enforcement(dev, timeout):
             "X is enforced by the platform or pciauth's allocator", {}
     result = enforcement_check(dev.dma.driver, dev.session, timeout=timeout)
     ok = result.ok and bool(result.checks)
-    detail = "wrong-window DMAs fault and transfer nothing" if ok else "enforcement check failed"
+    if ok:
+        detail = "wrong-window DMAs fault and transfer nothing"
+    elif result.error:
+        detail = f"enforcement check failed: {result.error.get('message', result.error.get('type'))}"
+    else:
+        detail = "enforcement check failed: " + ", ".join(k for k, v in result.checks.items() if not v)
     out = {"result": result.to_dict()}
     if not ok:
         out["error"] = {"message": detail, "exit_code": 6}
@@ -180,9 +193,16 @@ def run(args: argparse.Namespace) -> int:
     make_pattern(args.pattern)
     check_available(2 * size)  # source and destination buffers
     wanted = Threshold.parse(args.threshold) if args.threshold else None
+    if wanted is not None and (wanted.all_ones or wanted.units == 0):
+        window = "shared" if wanted.all_ones else "private"
+        raise UsageError(f"--threshold {args.threshold}: X = {wanted.describe()} leaves no {window} window, "
+                         "and the run checks DMA in both", hint="pick X between 2M and the top of the IOVA space, "
+                         "e.g. --threshold 1G")
     steps = Steps()
     t0 = time.monotonic()
-    report: dict = {"device": args.device}
+    # Every key is present on success and failure alike (null when the step never got there).
+    report: dict = {"ok": False, "device": args.device, "emulated": None, "driver": None, "iommu": None,
+                    "seconds": None, "error": None, "steps": []}
     try:
         dev = pciauth.api.open(args.device, iommu=args.iommu, bind=args.bind, force=args.force,
                                driver=args.driver, driver_options=driver_options(args))
@@ -209,12 +229,27 @@ def run(args: argparse.Namespace) -> int:
             steps.run("restore-threshold", _restore_threshold, dev, previous)
         finally:
             steps.run("restore", _close, dev)
-    report.update(ok=steps.ok, seconds=round(time.monotonic() - t0, 3), steps=steps.items)
+    failed = steps.first_failure()
+    report.update(ok=steps.ok, seconds=round(time.monotonic() - t0, 3), steps=steps.items,
+                  error=_error_of(failed, steps.exit_code()) if failed else None)
     if args.json:
         print_json(report)
     else:
         _print_human(report)
+    if failed:
+        # The one line a script or a lab engineer greps for; the report above has the details.
+        print(f"pciauth: error: run {report['device']}: {failed['name']}: {failed['detail']}", file=sys.stderr)
     return steps.exit_code()
+
+
+def _error_of(step: dict, code: int) -> dict:
+    """The README's error object for the first failing step (its own error fields when it has them)."""
+    err = dict(step.get("error") or {})
+    out = {"type": err.get("type") or "StepFailed", "message": f"{step['name']}: {step['detail']}",
+           "exit_code": int(err.get("exit_code") or code), "errno": err.get("errno"),
+           "device": err.get("device"), "path": err.get("path"), "hint": err.get("hint"),
+           "step": step["name"]}
+    return out
 
 
 def _close(dev):
