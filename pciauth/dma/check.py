@@ -200,13 +200,16 @@ def enforcement_check(driver, session, *, size: int = 4096, timeout: float = 5.0
 def _enforcement_cases(driver, session, result: CheckResult, size: int, timeout: float) -> None:
     backend = session.backend
     for name, src_private, dst_private, dst_window_private, reason in ENFORCEMENT_CASES:
+        # Each resource is released on every path, even when a later allocation of the case fails
+        # (an empty window, memlock): the session must come out of the check as it went in.
         src = session.alloc(size, private=src_private, tag="src")
-        iova = session.allocator.alloc(size, private=dst_window_private, limit=session.dma_limit, tag="wrong")
-        wrong = DmaBuffer(size, private=dst_private)
-        make_pattern("0x5a").fill(wrong.view)
-        make_pattern("inc").fill(src.view)
+        iova = wrong = None
         mapped = False
         try:
+            iova = session.allocator.alloc(size, private=dst_window_private, limit=session.dma_limit, tag="wrong")
+            wrong = DmaBuffer(size, private=dst_private)
+            make_pattern("0x5a").fill(wrong.view)
+            make_pattern("inc").fill(src.view)
             backend.map(wrong, iova)
             mapped = True
             try:
@@ -218,7 +221,9 @@ def _enforcement_cases(driver, session, result: CheckResult, size: int, timeout:
         finally:
             if mapped:
                 backend.unmap(iova, wrong.length)
-            session.allocator.free(iova)
-            wrong.close()
+            if iova is not None:
+                session.allocator.free(iova)
+            if wrong is not None:
+                wrong.close()
             session.free(src)
         result.iterations += 1
