@@ -195,9 +195,10 @@ def check_memlock(needed: int, *, limit: int | None = None, privileged: bool | N
 
 
 def _approx(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift:
-            return f"{n / (1 << shift):.3g} {unit}"
+            value = n / (1 << shift)
+            return f"{value:.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
     return f"{n} bytes"
 
 
@@ -220,6 +221,6 @@ def check_available(needed: int, *, available: int | None = None) -> None:
     if avail is not None and needed > avail * 9 // 10:
         raise HostNotReady(
             f"the DMA buffers need {_approx(needed)}, but only {_approx(avail)} of memory is available",
-            hint="use a smaller --size (the copy check maps a source and a destination buffer)",
+            hint="use a smaller --size: the copy check maps a source and a destination buffer of that size",
         )
 

@@ -289,8 +289,8 @@ class IovaAllocator:
             )
         elif hi <= lo:
             hint = (
-                "the shared window is empty: set a threshold below the top of the IOVA space "
-                "(`pciauth iova DEVICE --threshold 1G`)"
+                "the shared window is empty: set a threshold below the top of the IOVA space, "
+                "e.g. --threshold 1G"
                 if not private
                 else "the private window is empty: raise the threshold"
             )
