@@ -84,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
     from pciauth.errors import UsageError
 
     size = parse_size(args.size, "--size")
-    if size <= 0 or args.iterations <= 0 or args.timeout <= 0:
-        raise UsageError("--size, --iterations and --timeout must be positive")
+    for name, value in (("--size", size), ("--iterations", args.iterations), ("--timeout", args.timeout)):
+        if value <= 0:
+            raise UsageError(f"{name} must be positive, not {value:g}")
     make_pattern(args.pattern)  # a bad pattern is a usage error before any device is touched
     check_available(2 * size)  # source and destination buffers
     if args.threshold is not None:
@@ -105,9 +106,29 @@ def run(args: argparse.Namespace) -> int:
             "threshold": dict(dev.iova.threshold.to_dict(), describe=dev.iova.threshold.describe()),
             "enforcement": dev.iova.enforcement,
             "result": result.to_dict(),
+            "error": None if result.ok else failure(result, exit_code(result), dev.name),
         }
     if args.json:
         print_json(report)
     else:
         _print_human(report)
+    if not result.ok:
+        import sys
+
+        print(f"pciauth: error: dma {dev.name}: {report['error']['message']}", file=sys.stderr)
     return exit_code(result)
+
+
+def failure(result, code: int, device: str) -> dict:
+    """The README's error object for a failed check (the same keys as every other failure)."""
+    err = dict(result.error or {})
+    if err:
+        message = err.get("message") or err.get("type") or "DMA failed"
+    elif result.verify is not None and not result.verify.ok:
+        v = result.verify
+        message = f"data mismatch: {v.mismatches} byte(s) differ, first at offset 0x{v.first_mismatch:x}"
+    else:
+        message = "check failed: " + ", ".join(k for k, ok in result.checks.items() if not ok)
+    return {"type": err.get("type") or "DataMismatch", "message": message, "exit_code": code,
+            "errno": err.get("errno"), "device": err.get("device") or device, "path": err.get("path"),
+            "hint": err.get("hint")}
