@@ -30,8 +30,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 def _ready_line(b) -> str:
     node = f"/dev/vfio/{b.iommu_group}" if b.iommu_group is not None else "no IOMMU group"
     cdev = f", /dev/vfio/devices/{b.vfio_cdev}" if b.vfio_cdev else ""
-    was = b.original_driver or "no driver"
-    return f"{b.device}: bound to vfio-pci (was {was}); IOMMU group {b.iommu_group} ({node}{cdev})"
+    was = f"was {b.original_driver or 'no driver'}" if b.changed else "already bound, left as it was"
+    return f"{b.device}: bound to vfio-pci ({was}); IOMMU group {b.iommu_group} ({node}{cdev})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         command = command[1:]
     if args.hold and command:
         raise UsageError("use either --hold or a command after --, not both")
-    if args.device.split(":")[0] == "emu":
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
+    if is_emulated_spec(args.device):
         raise UsageError("'emu' is pciauth's emulated device: it needs no binding")
     _report_replayed(vbind.replay_stale())
     device = find_device(args.device)
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             print_json({"ok": True, "binding": b.to_dict()})
         else:
             for w in b.warnings:
-                print(f"warning: {w}", file=sys.stderr)
+                print(f"pciauth: warning: {w}", file=sys.stderr)
             print(_ready_line(b))
             if b.changed:
                 print(f"undo with: pciauth unbind {b.device}")
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with vbind.bound(device, force=args.force, timeout=args.timeout) as b:
             for w in b.warnings:
-                print(f"warning: {w}", file=sys.stderr)
+                print(f"pciauth: warning: {w}", file=sys.stderr)
             if args.json:
                 print_json({"ok": True, "binding": b.to_dict(), "held": True})
             else:
@@ -87,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{device.name}: restored to {b.original_driver or 'no driver'}", file=sys.stderr)
     return code
+
+
+def is_emulated_spec(spec: str) -> bool:
+    """``emu``, ``emu:N`` and ``emu,knob=...``: pciauth's emulated device, never bound."""
+    head = spec.split(",")[0].split(":")[0]
+    return head == "emu"
 
 
 def _wait_forever() -> None:

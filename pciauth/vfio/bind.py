@@ -164,7 +164,14 @@ def bind(
     )
     if original == VFIO_DRIVER:
         # Already on vfio-pci (pciauth bind earlier, driverctl, or by hand): leave it so.
-        binding.warnings.append(f"{name} was already bound to vfio-pci: pciauth will leave it bound")
+        earlier = journal.read(name)
+        if earlier is not None:
+            binding.warnings.append(
+                f"{name} is already bound to vfio-pci by an earlier pciauth bind (original driver: "
+                f"{earlier.original_driver or 'none'}); `pciauth unbind {name}` gives it back"
+            )
+        else:
+            binding.warnings.append(f"{name} was already bound to vfio-pci: pciauth will leave it bound")
         return binding
     if not os.path.isdir(os.path.join(root, "bus", "pci", "drivers", VFIO_DRIVER)):
         raise HostNotReady(
