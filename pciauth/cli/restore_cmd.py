@@ -19,6 +19,12 @@ def run(args: argparse.Namespace) -> int:
     from pciauth.vfio.journal import Journal
 
     device = None
+    from pciauth.cli.bind_cmd import is_emulated_spec
+
+    if args.device and is_emulated_spec(args.device):
+        from pciauth.errors import UsageError
+
+        raise UsageError("'emu' is pciauth's emulated device: it is never bound, so there is nothing to restore")
     if args.device:
         from pciauth.pci.address import PciAddress
 
@@ -40,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
             print(line)
     if failed:
         if args.json:
+            import sys
+
+            print(f"pciauth: error: {len(failed)} device(s) could not be restored", file=sys.stderr)
             return int(BindError.exit_code)
         raise BindError(
             f"{len(failed)} device(s) could not be restored",

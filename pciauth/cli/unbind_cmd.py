@@ -14,12 +14,17 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pciauth.cli.bind_cmd import is_emulated_spec
     from pciauth.cli.output import print_json
-    from pciauth.errors import DeviceBusy
+    from pciauth.errors import DeviceBusy, UsageError
     from pciauth.pci.select import find_device
     from pciauth.vfio import bind as vbind
     from pciauth.vfio.journal import Journal
 
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
+    if is_emulated_spec(args.device):
+        raise UsageError("'emu' is pciauth's emulated device: it is never bound, so there is nothing to unbind")
     vbind.replay_stale()
     device = find_device(args.device)
     journal = Journal()
