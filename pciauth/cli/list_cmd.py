@@ -23,6 +23,11 @@ def _doe_column(dev) -> str:
     return "-"
 
 
+def _hx(value: int | None, width: int) -> str:
+    """Hex of an id, or question marks when sysfs did not say (never a made-up 0000)."""
+    return "?" * width if value is None else f"{value:0{width}x}"
+
+
 def run(args: argparse.Namespace) -> int:
     from pciauth.cli.output import print_json, print_table
     from pciauth.pci.select import list_devices
@@ -40,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append(
             [
                 d.name,
-                f"{d.vendor or 0:04x}:{d.device or 0:04x}",
-                f"{(d.class_code or 0):06x}",
+                f"{_hx(d.vendor, 4)}:{_hx(d.device, 4)}",
+                _hx(d.class_code, 6),
                 d.driver or "-",
                 group,
                 _doe_column(d),

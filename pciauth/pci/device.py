@@ -164,7 +164,11 @@ class PciDevice:
         image = self.config_image
         if self._config_error:
             return f"config space unreadable: {self._config_error}"
-        if len(image) <= UNPRIVILEGED_SIZE:
+        if len(image) < UNPRIVILEGED_SIZE:
+            return f"config space truncated: only {len(image)} bytes readable"
+        if len(image) == UNPRIVILEGED_SIZE:
+            if os.geteuid() == 0:
+                return "only 64 bytes of config space readable, even as root"
             return "only 64 bytes of config space readable: run as root for capabilities and DOE"
         if len(image) <= 256:
             return "no extended config space (256 bytes)"
