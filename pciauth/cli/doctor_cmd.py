@@ -17,11 +17,24 @@ def run(args: argparse.Namespace) -> int:
     from pciauth.vfio.doctor import diagnose, format_report
 
     report = diagnose()
+    statuses = {f["status"] for f in report["findings"]}
+    failing = [f for f in report["findings"]
+               if f["status"] == "fail" or (args.strict and f["status"] == "warn")]
+    report["error"] = None
+    if failing:
+        names = ", ".join(f["check"] for f in failing)
+        report["error"] = {
+            "type": "HostNotReady", "message": f"host not ready: {names}", "exit_code": int(ExitCode.HOST),
+            "errno": None, "device": None, "path": None,
+            "hint": "fix the FAIL" + (" and WARN" if args.strict and "warn" in statuses else "") + " lines",
+        }
     if args.json:
         print_json(report)
     else:
         print(format_report(report))
-    statuses = {f["status"] for f in report["findings"]}
-    if "fail" in statuses or (args.strict and "warn" in statuses):
+    if failing:
+        import sys
+
+        print(f"pciauth: error: {report['error']['message']} (see the fixes above)", file=sys.stderr)
         return int(ExitCode.HOST)
     return int(ExitCode.OK)

@@ -178,7 +178,8 @@ def check_root(host: Host) -> Finding:
 
 
 def check_iommu_groups(host: Host) -> Finding:
-    groups = sysfs.list_dir(host.sys("kernel", "iommu_groups"))
+    groups_dir = host.sys("kernel", "iommu_groups")
+    groups = sysfs.list_dir(groups_dir)
     units = sysfs.list_dir(host.sys("class", "iommu"))
     if groups:
         where = f" ({', '.join(units[:4])}{' ...' if len(units) > 4 else ''})" if units else ""
@@ -193,7 +194,7 @@ def check_iommu_groups(host: Host) -> Finding:
     else:
         fix = "enable the IOMMU in the firmware and the kernel (on a VM: add a vIOMMU such as intel-iommu)"
     return Finding(
-        "iommu", "fail", "no IOMMU groups in /sys/kernel/iommu_groups: the IOMMU is off or absent", fix
+        "iommu", "fail", f"no IOMMU groups in {groups_dir}: the IOMMU is off or absent", fix
     )
 
 
