@@ -188,8 +188,9 @@ def run(args: argparse.Namespace) -> int:
 
     # Argument mistakes end here, before any device is touched.
     size = parse_size(args.size, "--size")
-    if size <= 0 or args.timeout <= 0:
-        raise UsageError("--size and --timeout must be positive")
+    for name, value in (("--size", size), ("--timeout", args.timeout)):
+        if value <= 0:
+            raise UsageError(f"{name} must be positive, not {value:g}")
     make_pattern(args.pattern)
     check_available(2 * size)  # source and destination buffers
     wanted = Threshold.parse(args.threshold) if args.threshold else None
