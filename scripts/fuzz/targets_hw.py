@@ -148,6 +148,55 @@ def seeds_doe_mailbox() -> list[bytes]:
     return [bytes(rec.log)]
 
 
+# --- the emulated device's config space against a hostile host --------------------------------------
+class OpsRecorder(ConfigSpace):
+    """Wraps a config space and records every access as a 7-byte op (the emu_config input)."""
+
+    def __init__(self, inner: ConfigSpace) -> None:
+        self.inner, self.size, self.name = inner, inner.size, inner.name
+        self.ops = bytearray()
+
+    def _read(self, offset: int, width: int) -> int:
+        self.ops += struct.pack("<BHI", WIDTHS.index(width) << 1, offset, 0)
+        return self.inner._read(offset, width)
+
+    def _write(self, offset: int, width: int, value: int) -> None:
+        self.ops += struct.pack("<BHI", WIDTHS.index(width) << 1 | 1, offset, value)
+        self.inner._write(offset, width, value)
+
+
+WIDTHS = (1, 2, 4, 4)
+
+
+def fuzz_emu_config(data: bytes) -> None:
+    """Ops [op][offset u16][value u32] on the emulated device's config space (op bit 0: write,
+    bits 1-2: width): a hostile driver against the emulated DOE mailbox and header."""
+    from pciauth.emu.device import EmulatedDevice
+
+    cfg = EmulatedDevice(0).config
+    for i in range(0, min(len(data), 7 * 4096) - 6, 7):
+        op, off, value = struct.unpack_from("<BHI", data, i)
+        width = WIDTHS[(op >> 1) & 3]
+        try:
+            if op & 1:
+                {1: cfg.write8, 2: cfg.write16, 4: cfg.write32}[width](off, value & ((1 << (8 * width)) - 1))
+            else:
+                got = {1: cfg.read8, 2: cfg.read16, 4: cfg.read32}[width](off)
+                if not 0 <= got < 1 << (8 * width):
+                    raise FuzzFinding(f"read{8 * width}(0x{off:x}) returned {got:#x}")
+        except PciauthError:
+            pass
+
+
+def seeds_emu_config() -> list[bytes]:
+    from pciauth.emu.device import EmulatedDevice
+
+    rec = OpsRecorder(EmulatedDevice(0).config)
+    rec.read_bytes(0, 0x140)
+    _doe_session(rec)
+    return [bytes(rec.ops)]
+
+
 # --- capability walkers --------------------------------------------------------------------------
 def fuzz_pci_caps(data: bytes) -> None:
     """[size selector][config space image]: walk both lists (strict and lenient), decode each."""
@@ -320,6 +369,7 @@ def seeds_dma_drivers() -> list[bytes]:
 TARGETS = {
     "doe_objects": (fuzz_doe_objects, seeds_doe_objects),
     "doe_mailbox": (fuzz_doe_mailbox, seeds_doe_mailbox),
+    "emu_config": (fuzz_emu_config, seeds_emu_config),
     "pci_caps": (fuzz_pci_caps, seeds_pci_caps),
     "iommu_legacy": (fuzz_iommu_legacy, seeds_iommu_legacy),
     "dma_drivers": (fuzz_dma_drivers, seeds_dma_drivers),

@@ -3,7 +3,9 @@ records, the whole responder and the whole requester."""
 
 from __future__ import annotations
 
+import copy
 import datetime
+import functools
 
 import _paths  # noqa: F401
 from common import FuzzFinding, Stream, pack_chunks, unpack_chunks
@@ -231,6 +233,90 @@ def seeds_responder() -> list[bytes]:
     return out
 
 
+# --- the responder inside a secured session -------------------------------------------------------
+class _Stop(Exception):
+    pass
+
+
+def open_session(data_phase: bool):
+    """A strict responder with an open session, and the requester's side of that session.
+
+    The real requester opens the session; the transport stops it at its first secured request
+    (FINISH, for the handshake phase) or its second (the first data-phase request)."""
+    from pciauth.spdm.requester import Requester
+    from pciauth.spdm.secured import SecuredSession
+
+    responder = _strict_responder()
+    captured: dict = {}
+    original = SecuredSession.__dict__["from_keys"]
+
+    def spy(cls, *a, **kw):
+        session = original.__func__(cls, *a, **kw)
+        if kw.get("role") == "requester":
+            captured["session"] = session
+        return session
+
+    class Transport:
+        secured = 0
+
+        def exchange(self, message: bytes, *, secured: bool = False) -> bytes:
+            if secured:
+                self.secured += 1
+                if self.secured > int(data_phase):
+                    raise _Stop()
+            return responder.handle(message, secured=secured)
+
+    SecuredSession.from_keys = classmethod(spy)
+    try:
+        Requester(Transport(), requester_config(world(), 4)).authenticate()
+    finally:
+        SecuredSession.from_keys = original
+    if "session" not in captured:
+        raise FuzzFinding("the seed session did not open")
+    session = captured["session"]
+    session.sender.sequence -= 1  # the request the transport refused was sealed, never sent
+    return responder, session
+
+
+@functools.lru_cache(maxsize=2)
+def _session_template(data_phase: bool):
+    return open_session(data_phase)
+
+
+def _session_copy(data_phase: bool):
+    """A private copy of the opened session (opening one costs ~70 ms of ECDH and ECDSA). The
+    AEAD objects hold no state and the responder's config is read only: those are shared."""
+    responder, session = _session_template(data_phase)
+    shared = [responder.config]
+    for sec in [session] + [s.secured for s in responder.sessions.values()]:
+        shared += [sec.sender._aead, sec.receiver._aead]
+    return copy.deepcopy((responder, session), {id(o): o for o in shared})
+
+
+def fuzz_responder_session(data: bytes) -> None:
+    """[phase][plaintext requests as chunks]: the harness encrypts each request in the session
+    (phase 0: handshake keys, so the first request should be FINISH; 1: data keys)."""
+    if not data:
+        return
+    responder, session = _session_copy(bool(data[0] & 1))
+    for msg in unpack_chunks(data[1:], limit=16):
+        out = responder.handle(session.encrypt(msg), secured=True)
+        if len(out) < 4:
+            raise FuzzFinding(f"responder answered {out!r}: not a record or an SPDM message")
+        try:
+            session.decrypt(out)
+        except PciauthError:
+            return  # the responder closed or re-keyed the session: nothing more to say in it
+
+
+def seeds_responder_session() -> list[bytes]:
+    v = REQUESTER_VARIANTS[4]["versions"][0]
+    meas = [e.request for e in world().flows[4] if not e.secured and e.request[1] == C.Code.GET_MEASUREMENTS]
+    end = bytes((v, C.Code.END_SESSION, 0, 0))
+    finish = bytes((v, C.Code.FINISH, 0, 0)) + bytes(48)
+    return [b"\x01" + pack_chunks([*meas, end]), b"\x00" + pack_chunks([finish, meas[0]])]
+
+
 # --- the whole requester -------------------------------------------------------------------------
 class ReplayResponses:
     """A transport that answers the i-th request with the i-th fuzzed response."""
@@ -276,4 +362,5 @@ TARGETS = {
     "spdm_secured": (fuzz_secured, seeds_secured),
     "responder": (fuzz_responder, seeds_responder),
     "requester": (fuzz_requester, seeds_requester),
+    "responder_session": (fuzz_responder_session, seeds_responder_session),
 }
