@@ -152,33 +152,43 @@ def seeds_pcap() -> list[bytes]:
 
 # --- DOE recordings (record/replay) --------------------------------------------------------------
 def fuzz_doe_record(data: bytes) -> None:
-    """A recording file: load it, then replay it into a requester."""
-    from pciauth.doe.record import Recording, ReplayTransport, random_source
-    from pciauth.spdm.requester import Requester
+    """A recording file through ``pciauth auth --replay`` (library form), report to JSON."""
+    from pciauth.doe.authenticate import AuthOptions, replay
 
-    rec = Recording.load(_file(data, "recording.json"))
-    cfg = requester_config(world(), 0)
-    cfg.random = random_source(rec)
-    report = Requester(ReplayTransport(rec), cfg).authenticate()
-    exc = getattr(report, "_exc", None)
+    result = replay(_file(data, "recording.json"), AuthOptions(trust_anchors=[_anchor_file()]))
+    exc = getattr(result.report, "_exc", None)
     if exc is not None and not isinstance(exc, PciauthError):
         raise exc
+    json.dumps(result.to_dict())
+
+
+def _anchor_file() -> str:
+    path = os.path.join(_TMP, "root.der")
+    if not os.path.exists(path):
+        _file(world().root_der, "root.der")
+    return path
 
 
 def seeds_doe_record() -> list[bytes]:
+    import dataclasses
+
+    from pciauth.doe.authenticate import AuthOptions, requester_config
     from pciauth.doe.record import RecordingTransport
+    from pciauth.pci.device import DeviceIdentity
     from pciauth.spdm.requester import Requester
     from pciauth.spdm.responder import Responder
     from pciauth.transport import CallableTransport
 
     out = []
-    for v in (0, 3):
+    ident = {"vendor": 0x1DED, "device": 0x5A5A, "class_code": 0x120000, "revision": 1,
+             "subsystem_vendor": None, "subsystem_device": None, "serial": None}
+    for measurements, identity in (("all", None), ("1,3", ident)):
+        opts = AuthOptions(trust_anchors=[_anchor_file()], measurements=measurements, policy="spdm-only")
         rt = RecordingTransport(CallableTransport(Responder(world().responder_config).handle))
-        cfg = requester_config(world(), v)
-        cfg.random = rt.draw
-        Requester(rt, cfg).authenticate()
-        path = os.path.join(_TMP, f"seed{v}.json")
-        rt.save(path, target={"spec": "emu"}, identity=None, options={"session": False})
+        cfg = requester_config(opts, opts.trust_anchors, DeviceIdentity(**identity) if identity else None)
+        Requester(rt, dataclasses.replace(cfg, random=rt.draw)).authenticate()
+        path = os.path.join(_TMP, "seed.json")
+        rt.save(path, target={"spec": "emu", "name": "emu"}, identity=identity, options=opts.recorded())
         with open(path, "rb") as f:
             out.append(f.read())
     return out
@@ -234,6 +244,28 @@ def seeds_journal() -> list[bytes]:
     return [json.dumps(entry).encode(), json.dumps(dict(entry, mode="persistent", pid_start=None)).encode()]
 
 
+# --- trust anchor files --------------------------------------------------------------------------
+def fuzz_trust_anchors(data: bytes) -> None:
+    """A --trust-anchor file (PEM or DER); the anchors it gives then verify the seed chain."""
+    import datetime
+
+    from pciauth.spdm import algorithms as A
+    from pciauth.spdm.certs import load_trust_anchors, parse_cert_chain, verify_chain
+
+    anchors = load_trust_anchors(_file(data, "anchor.pem"))
+    chain = parse_cert_chain(world().chain_by_hash[A.HASH_SHA384], A.HASH_SHA384)
+    verify_chain(chain, anchors, policy="spdm-only", at_time=datetime.datetime(2027, 1, 1)).to_dict()
+
+
+def seeds_trust_anchors() -> list[bytes]:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    w = world()
+    pem = w.pki.root.public_bytes(Encoding.PEM)
+    return [pem, w.root_der, pem + w.pki.inter.public_bytes(Encoding.PEM), w.root_der + w.pki.leaf.public_bytes(
+        Encoding.DER)]
+
+
 TARGETS = {
     "socket_client": (fuzz_socket_client, seeds_socket_client),
     "socket_server": (fuzz_socket_server, seeds_socket_server),
@@ -241,6 +273,7 @@ TARGETS = {
     "doe_record": (fuzz_doe_record, seeds_doe_record),
     "reference": (fuzz_reference, seeds_reference),
     "journal": (fuzz_journal, seeds_journal),
+    "trust_anchors": (fuzz_trust_anchors, seeds_trust_anchors),
 }
 
 __all__ = ["TARGETS", "pack_chunks"]

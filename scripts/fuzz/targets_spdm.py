@@ -140,10 +140,14 @@ def fuzz_certs(data: bytes) -> None:
 
 
 def seeds_certs() -> list[bytes]:
+    from certzoo import chains
+
     from pciauth.spdm import algorithms as A
+    from pciauth.spdm.certs import build_cert_chain
 
     w = world()
-    return [bytes([0x81]) + w.chain_by_hash[A.HASH_SHA384], bytes([0]) + w.chain_by_hash[A.HASH_SHA256]]
+    zoo = [bytes([0x81]) + build_cert_chain(c, A.HASH_SHA384) for c in chains()]
+    return [bytes([0x81]) + w.chain_by_hash[A.HASH_SHA384], bytes([0]) + w.chain_by_hash[A.HASH_SHA256], *zoo]
 
 
 # --- secured records -----------------------------------------------------------------------------
