@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 
 import pytest
@@ -93,13 +92,27 @@ def test_missing_file_and_empty_directory(tmp_path):
         load_trust_anchors(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file(tmp_path):
+def test_unreadable_file(tmp_path, monkeypatch):
+    """EACCES (simulated: the tests run as root, who reads anything) is a permission error."""
     f = tmp_path / "root.pem"
     f.write_bytes(b"x")
-    f.chmod(0)
-    with pytest.raises(PermissionDeniedError):
+    real = type(f).read_bytes
+
+    def denied(self):
+        if self == f:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(type(f), "read_bytes", denied)
+    with pytest.raises(PermissionDeniedError, match="root.pem"):
         load_trust_anchors(f)
+
+
+def test_directory_given_as_a_file_entry_and_unreadable_dir_entries(tmp_path):
+    (tmp_path / "sub.pem").mkdir()  # a directory with a certificate suffix is not a file
+    b = build()
+    (tmp_path / "ok.pem").write_bytes(pem(b.root))
+    assert load_trust_anchors(tmp_path) == [b.root]
 
 
 # --- PKI ---

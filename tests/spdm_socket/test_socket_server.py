@@ -8,11 +8,19 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sockhelp import EchoHandler, closed_by_peer, frame, raw_client, read
 
 from pciauth.errors import ProtocolError, TransportError
 from pciauth.spdm import socket as S
 from pciauth.spdm.socket_server import ResponderServer, serve
+
+
+@pytest.fixture(scope="module")
+def shared_server():
+    with ResponderServer(EchoHandler, "127.0.0.1", 0) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -287,3 +295,21 @@ def test_serve_in_foreground_until_stopped():
 def test_listen_on_a_busy_port_is_a_transport_error(server):
     with pytest.raises(TransportError, match="cannot listen"):
         ResponderServer(EchoHandler, "127.0.0.1", server.port).start()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=6), st.booleans())
+def test_random_streams_never_hurt_the_server(shared_server, chunks, framed):
+    """Whatever bytes a client sends, in whatever pieces, the server answers the next client."""
+    s = raw_client(shared_server.port)
+    try:
+        for chunk in chunks:
+            data = frame(S.COMMAND_NORMAL, 2, chunk) if framed else chunk
+            s.sendall(data)
+    except OSError:
+        pass
+    finally:
+        s.close()
+    with S.SocketTransport("127.0.0.1", shared_server.port) as t:
+        t.test()
+    assert wait_for(lambda: shared_server.active_connections == 0)
