@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Round-trip time of one SPDM exchange over the spdm-emu socket protocol on loopback.
+
+Three ways, timed in this run on the same message sizes:
+- baseline: a bare Python TCP echo of the same frame (one sendall, one recv loop, TCP_NODELAY);
+- pciauth: ``SocketTransport.exchange`` against ``ResponderServer`` (DOE object framing, header
+  checks, a thread per connection) with a trivial handler, so only the transport is measured;
+- a naive client (header and payload in two writes, Nagle on) against pciauth's server: the
+  ~40 ms delayed-ACK stall of FACTS.md §6 needs the server to delay its ACK; pciauth's server
+  sets TCP_QUICKACK before each recv, so even this client sees no stall (column in ms).
+
+Target: pciauth's exchange costs under 1 ms and at most 4x the bare echo, and the naive client
+stays under 10 ms (a stall would be about 40 ms). Run: ``python benchmarks/socket_rtt.py [--quick]``; exit 1 when missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from pciauth.spdm import socket as S
+from pciauth.spdm.socket_server import ResponderServer
+
+
+def echo_handler():
+    return lambda message, secured=False: message
+
+
+def bare_echo_server() -> tuple[socket.socket, int]:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            while True:
+                head = b""
+                while len(head) < 12:
+                    chunk = conn.recv(12 - len(head))
+                    if not chunk:
+                        return
+                    head += chunk
+                size = struct.unpack(">III", head)[2]
+                body = b""
+                while len(body) < size:
+                    body += conn.recv(size - len(body))
+                conn.sendall(head + body)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+def timed(fn, rounds: int) -> float:
+    """Median seconds per call over ``rounds`` calls (after a warm-up)."""
+    for _ in range(min(20, rounds)):
+        fn()
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def bare_rtt(size: int, rounds: int) -> float:
+    listener, port = bare_echo_server()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    payload = S.encode_doe_object(1, 1, b"\x12" * size)
+    frame = struct.pack(">III", 1, 2, len(payload)) + payload
+
+    def once():
+        s.sendall(frame)
+        S.recv_frame(s)
+
+    try:
+        return timed(once, rounds)
+    finally:
+        s.close()
+        listener.close()
+
+
+def pciauth_rtt(size: int, rounds: int) -> float:
+    with ResponderServer(echo_handler, "127.0.0.1", 0) as srv, S.SocketTransport("127.0.0.1", srv.port) as t:
+        msg = b"\x12" * size
+        return timed(lambda: t.exchange(msg), rounds)
+
+
+def naive_rtt(size: int, rounds: int) -> float:
+    """Header and payload in two writes, Nagle on (pciauth's server still ACKs at once)."""
+    with ResponderServer(echo_handler, "127.0.0.1", 0) as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        payload = S.encode_doe_object(1, 1, b"\x12" * size)
+
+        def once():
+            s.sendall(struct.pack(">III", 1, 2, len(payload)))
+            s.sendall(payload)
+            S.recv_frame(s)
+
+        try:
+            return timed(once, rounds)
+        finally:
+            s.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds")
+    args = ap.parse_args()
+    rounds = 200 if args.quick else 1000
+    ok = True
+    print(f"{'message':>8}  {'bare echo':>10}  {'pciauth':>10}  {'ratio':>6}  {'naive 2-write':>14}")
+    for size in (4, 1024, 4096):
+        bare = bare_rtt(size, rounds)
+        ours = pciauth_rtt(size, rounds)
+        naive = naive_rtt(size, max(5, rounds // 100))
+        ratio = ours / bare
+        met = ours < 1e-3 and ratio <= 4 and naive < 10e-3
+        ok &= met
+        print(
+            f"{size:>7}B  {bare * 1e6:>8.0f}us  {ours * 1e6:>8.0f}us  {ratio:>5.1f}x  {naive * 1e3:>11.1f}ms"
+            + ("" if met else "  MISSED")
+        )
+    print("target: pciauth < 1 ms and <= 4x bare echo per exchange; naive client < 10 ms")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
