@@ -86,3 +86,27 @@ def test_der_anchor_with_invalid_public_key_is_refused(pkiset, tmp_path):
     path.write_bytes(bad)
     with pytest.raises(PciauthError, match="Invalid key"):
         load_trust_anchors(path)
+
+
+@pytest.mark.xfail(strict=True, reason="certs.load_der_certificate lets cryptography's DuplicateExtension "
+                   "escape (not a ValueError)")
+def test_duplicate_extension_is_malformed_data(pkiset):
+    leaf = pkiset.der_chain[-1]
+    bad = _edit(leaf, b"\x06\x03\x55\x1d\x0f", b"\x06\x03\x55\x1d\x13")  # KeyUsage -> a 2nd BasicConstraints
+    chain = build_cert_chain([*pkiset.der_chain[:-1], bad], H)
+    with pytest.raises(MalformedData):
+        parse_cert_chain(chain, H)
+
+
+@pytest.mark.xfail(strict=True, reason="same bug seen from the requester: a device whose leaf has X.509 version "
+                   "96 makes `pciauth auth` report an internal error (exit 1) instead of a malformed chain")
+def test_requester_reports_a_bad_device_certificate_as_a_device_problem(pkiset):
+    from pciauth.spdm.requester import Requester, RequesterConfig
+    from pciauth.spdm.responder import Responder, ResponderConfig, Slot
+    from pciauth.transport import CallableTransport
+
+    bad = _edit(pkiset.der_chain[-1], b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x60")
+    responder = Responder(ResponderConfig(slots=[Slot(0, [*pkiset.der_chain[:-1], bad], pkiset.leaf_key)]))
+    report = Requester(CallableTransport(responder.handle), RequesterConfig(trust_anchors=[pkiset.root])).authenticate()
+    assert not report.authenticated
+    assert report.error["exit_code"] != 1, report.error
