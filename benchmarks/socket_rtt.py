@@ -7,7 +7,8 @@ Three ways, timed in this run on the same message sizes:
   checks, a thread per connection) with a trivial handler, so only the transport is measured;
 - a naive client (header and payload in two writes, Nagle on) against pciauth's server: the
   ~40 ms delayed-ACK stall of FACTS.md §6 needs the server to delay its ACK; pciauth's server
-  sets TCP_QUICKACK before each recv, so even this client sees no stall (column in ms).
+  sets TCP_QUICKACK before each recv, so even this client sees no stall (column in ms); the
+  last column is the same client against the server with NODELAY/QUICKACK switched off.
 
 Target: pciauth's exchange costs under 1 ms and at most 4x the bare echo, and the naive client
 stays under 10 ms (a stall would be about 40 ms). Run: ``python benchmarks/socket_rtt.py [--quick]``; exit 1 when missed.
@@ -111,22 +112,39 @@ def naive_rtt(size: int, rounds: int) -> float:
             s.close()
 
 
+def naive_rtt_without_quickack(size: int, rounds: int) -> float:
+    """The same naive client against a server that neither sets TCP_NODELAY nor TCP_QUICKACK."""
+    import pciauth.spdm.socket_server as server_mod
+
+    saved = (S._quickack, server_mod.tune_socket)
+    S._quickack = server_mod.tune_socket = lambda sock: None
+    try:
+        return naive_rtt(size, rounds)
+    finally:
+        S._quickack, server_mod.tune_socket = saved
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     args = ap.parse_args()
     rounds = 200 if args.quick else 1000
     ok = True
-    print(f"{'message':>8}  {'bare echo':>10}  {'pciauth':>10}  {'ratio':>6}  {'naive 2-write':>14}")
+    print(
+        f"{'message':>8}  {'bare echo':>10}  {'pciauth':>10}  {'ratio':>6}  {'naive client':>13}"
+        f"  {'same, no QUICKACK':>18}"
+    )
     for size in (4, 1024, 4096):
         bare = bare_rtt(size, rounds)
         ours = pciauth_rtt(size, rounds)
         naive = naive_rtt(size, max(5, rounds // 100))
+        stalled = naive_rtt_without_quickack(size, 5)
         ratio = ours / bare
         met = ours < 1e-3 and ratio <= 4 and naive < 10e-3
         ok &= met
         print(
             f"{size:>7}B  {bare * 1e6:>8.0f}us  {ours * 1e6:>8.0f}us  {ratio:>5.1f}x  {naive * 1e3:>11.1f}ms"
+            f"  {stalled * 1e3:>16.1f}ms"
             + ("" if met else "  MISSED")
         )
     print("target: pciauth < 1 ms and <= 4x bare echo per exchange; naive client < 10 ms")
