@@ -18,9 +18,21 @@ from targets import TARGETS
 
 MUTANTS = 400
 
-#: Signatures (exception type @ innermost pciauth frame) of bugs reported but not fixed yet,
-#: per target; each has an xfail regression test in this directory. Empty when all are fixed.
-KNOWN: dict[str, set[str]] = {}
+#: Bugs reported but not fixed yet, per target, as "exception type@file of the innermost pciauth
+#: frame" (no line number: the owners' edits move lines). Each has an xfail regression test here;
+#: remove its entry when the fix lands.
+_CERTS = {"InvalidVersion@certs.py", "KeyError@certs.py", "DuplicateExtension@certs.py"}
+KNOWN: dict[str, set[str]] = {
+    "spdm_certs": _CERTS,
+    "requester": _CERTS,
+    "trust_anchors": _CERTS | {"ValueError@cert_checks.py"},
+    "reference": {"RecursionError@reference.py", "ValueError@reference.py"},
+    "doe_record": {"RecursionError@record.py", "ValueError@record.py"},
+}
+
+
+def _where(sig: str) -> str:
+    return sig.rsplit(":", 1)[0]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,7 +69,7 @@ def test_mutants_keep_the_rule(name):
         exc = run_one(fn, data)
         if exc is not None:
             found.setdefault(signature(exc), data)
-    new = {sig: data[:128].hex() for sig, data in found.items() if sig not in KNOWN.get(name, set())}
+    new = {sig: data[:128].hex() for sig, data in found.items() if _where(sig) not in KNOWN.get(name, set())}
     assert not new, f"{name}: inputs break the rule: {new}"
 
 
