@@ -13,7 +13,7 @@ import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from pciauth.spdm.algorithms import hash_bytes
@@ -123,8 +123,8 @@ def issue_problem(child: x509.Certificate, issuer: x509.Certificate) -> str | No
         child.verify_directly_issued_by(issuer)
     except InvalidSignature:
         return "signature does not verify with the issuer's public key"
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        return f"signature cannot be verified: {e}"
+    except Exception as e:  # unsupported or malformed algorithm parameters from untrusted data
+        return f"signature cannot be verified: {type(e).__name__}: {e}"
     return None
 
 

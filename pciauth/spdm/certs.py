@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 
 from pciauth.errors import (
@@ -148,15 +147,32 @@ def split_der_certificates(data: bytes, *, field: str = "certificates") -> list[
     return out
 
 
+def force_parse(cert: x509.Certificate) -> None:
+    """Touch every lazily parsed part pciauth reads, so later access cannot raise.
+
+    ``cryptography`` parses names, extensions and keys on first access and raises a zoo of
+    exceptions on bad input (ValueError, KeyError, InvalidVersion, DuplicateExtension,
+    UnsupportedAlgorithm, ...): callers catch ``Exception`` around this one call.
+    """
+    _ = (cert.version, cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
+    _ = (cert.extensions, cert.public_key())
+    _ = cert.public_bytes(serialization.Encoding.DER)
+
+
 def load_der_certificate(der: bytes, *, field: str = "certificate") -> x509.Certificate:
-    """Load one DER certificate and force the lazy parts to parse, so later access cannot fail."""
+    """Load one DER certificate and force the lazy parts to parse; bad input is MalformedData."""
     try:
         cert = x509.load_der_x509_certificate(der)
-        _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
-        _ = (cert.extensions, cert.public_key(), cert.signature_hash_algorithm)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        raise MalformedData(f"{field}: not a valid X.509 certificate: {e}", field=field)
+        force_parse(cert)
+    except Exception as e:  # untrusted bytes into a third-party parser: any failure is bad data
+        raise MalformedData(f"{field}: not a valid X.509 certificate: {_describe(e)}", field=field)
     return cert
+
+
+def _describe(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return text if type(e).__name__ in text else f"{type(e).__name__}: {text}"
 
 
 @dataclasses.dataclass
@@ -286,6 +302,11 @@ def verify_chain(
     if at.tzinfo is None:
         at = at.replace(tzinfo=datetime.UTC)
     anchors = list(trust_anchors)
+    for i, anchor in enumerate(anchors):
+        try:
+            force_parse(anchor)
+        except Exception as e:  # see force_parse
+            raise TrustAnchorError(f"trust anchor {i} is not a usable certificate: {_describe(e)}")
     certs = chain.certificates
     trust, anchor, outside_root = find_anchor(certs, anchors)
     labelled = [(cert_label(i, c), c) for i, c in enumerate(certs)]
@@ -331,9 +352,12 @@ def load_certificates(path: str | os.PathLike) -> list[x509.Certificate]:
                 f"{p}: PEM file without a CERTIFICATE block (a key or a CSR?)", path=str(p)
             )
         try:
-            return x509.load_pem_x509_certificates(data)
-        except ValueError as e:
-            raise TrustAnchorError(f"{p}: bad PEM certificate: {e}", path=str(p))
+            certs = x509.load_pem_x509_certificates(data)
+            for cert in certs:
+                force_parse(cert)
+        except Exception as e:  # see force_parse
+            raise TrustAnchorError(f"{p}: bad PEM certificate: {_describe(e)}", path=str(p))
+        return certs
     try:
         return [load_der_certificate(d, field=f"{p}") for d in split_der_certificates(data, field=str(p))]
     except MalformedData as e:

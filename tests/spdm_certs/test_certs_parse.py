@@ -139,3 +139,58 @@ def test_der_splitter_on_random_input(data):
     except MalformedData:
         return
     assert b"".join(parts) == data
+
+
+# --- inputs that make cryptography raise something other than ValueError (found by fuzzing) ---
+
+
+def _edit(blob: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in blob
+    return blob.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    "index, old, new, what",
+    [
+        (2, b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x60", "InvalidVersion"),  # X.509 version 96
+        (2, b"\x06\x03\x55\x1d\x0f", b"\x06\x03\x55\x1d\x13", "Duplicate"),  # 2nd basicConstraints
+    ],
+)
+def test_exotic_cryptography_errors_are_malformed_data(index, old, new, what):
+    ders = list(DERS)
+    ders[index] = _edit(ders[index], old, new)
+    with pytest.raises(MalformedData, match=rf"Certificates\[{index}\].*{what}"):
+        parse_cert_chain(build_cert_chain(ders, H), H)
+
+
+def test_unknown_string_tag_in_a_name_is_malformed_data():
+    ders = list(DERS)
+    ders[1] = _edit(ders[1], b"\x06\x03\x55\x04\x03\x0c", b"\x06\x03\x55\x04\x03\xfe")
+    with pytest.raises(MalformedData, match=r"Certificates\[1\]"):
+        parse_cert_chain(build_cert_chain(ders, H), H)
+
+
+def test_pem_anchor_with_an_invalid_key_is_refused_at_load(tmp_path):
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from pciauth.spdm.certs import TrustAnchorError, load_trust_anchors
+
+    point = B.root.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    bad = _edit(DERS[0], point, point[:20] + bytes([point[20] ^ 1]) + point[21:])
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bad) + b"-----END CERTIFICATE-----\n"
+    (tmp_path / "anchor.pem").write_bytes(pem)
+    with pytest.raises(TrustAnchorError, match="anchor.pem"):
+        load_trust_anchors(tmp_path / "anchor.pem")
+
+
+def test_verify_chain_refuses_a_broken_anchor_object():
+    from cryptography import x509
+
+    from pciauth.spdm.certs import TrustAnchorError, verify_chain
+
+    # loads (cryptography parses extensions lazily) but has two basicConstraints
+    broken = x509.load_der_x509_certificate(_edit(DERS[0], b"\x06\x03\x55\x1d\x0f", b"\x06\x03\x55\x1d\x13"))
+    with pytest.raises(TrustAnchorError, match="trust anchor 0"):
+        verify_chain(parse_cert_chain(GOOD, H), [broken])
