@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 
 import pytest
 from certhelp import IDENTITY, NOW, build, chain_of, der, key, name
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pciauth.errors import UsageError
+from pciauth.errors import MalformedData, UsageError
 from pciauth.spdm.algorithms import HASH_SHA384
 from pciauth.spdm.certs import CHECKS, build_cert_chain, cma_name, parse_cert_chain, verify_chain
 from pciauth.spdm.pki import cma_san, generate_set, make_certificate
@@ -313,3 +316,28 @@ def test_every_failure_at_once_is_reported_separately():
         "key_usage",
         "cma_name",
     }
+
+
+_FUZZ = build()
+_FUZZ_DERS = [der(c) for c in _FUZZ.certs]
+
+
+@settings(max_examples=int(os.environ.get("PCIAUTH_FUZZ_EXAMPLES", "200")), deadline=None)
+@given(st.data())
+def test_mutated_certificates_that_parse_always_get_a_verdict(data):
+    """Flip bytes inside a certificate: either MalformedData at parse, or a verdict, never a crash."""
+    index = data.draw(st.integers(0, 2))
+    blob = bytearray(_FUZZ_DERS[index])
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(4, len(blob) - 1))  # keep the outer DER header intact
+        blob[pos] = data.draw(st.integers(0, 255))
+    ders = list(_FUZZ_DERS)
+    ders[index] = bytes(blob)
+    try:
+        chain = parse_cert_chain(build_cert_chain(ders, 0x1), 0x1)
+    except MalformedData:
+        return
+    v = verify_chain(chain, [_FUZZ.root], identity=IDENTITY)
+    json.dumps(v.to_dict())
+    if bytes(blob) != _FUZZ_DERS[index]:
+        assert not v.ok or index == 2  # a changed CA certificate never verifies
