@@ -20,7 +20,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         default="127.0.0.1:2323",
         help="address to listen on (default 127.0.0.1:2323; QEMU connects to 127.0.0.1)",
     )
-    p.add_argument("--pki", metavar="DIR", required=True, help="PKI directory (pciauth pki init DIR)")
+    p.add_argument("--pki", metavar="DIR", help="PKI directory (pciauth pki init DIR); required to serve")
     p.add_argument(
         "--algorithm",
         dest="algorithms",
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from pciauth.cli.output import print_json, print_table
+    from pciauth.errors import UsageError
     from pciauth.spdm import constants as C
     from pciauth.spdm.responder import Responder
     from pciauth.spdm.socket import parse_endpoint
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print_table([list(r) for r in rows], ["ROW", "MISBEHAVIOUR"])
         return 0
+    if not args.pki:
+        raise UsageError("--pki DIR is required (make one with `pciauth pki init DIR`)")
     host, port = parse_endpoint(args.listen)
     config = build_config(args)
     Responder(config)  # validate the adversary rows and the slots before listening

@@ -123,6 +123,34 @@ def test_responder_command(pki_dir):
     assert "stopped (1 connection(s))" in err
 
 
+def test_responder_command_json_on_sigint(pki_dir):
+    """IPv6 listen address, --json summary on stdout after Ctrl-C."""
+    import json
+
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pciauth", "responder", "--listen", "[::1]:0", "--pki", str(pki_dir), "--json"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        m = re.search(r"listening on ::1:(\d+)", proc.stderr.readline())
+        assert m
+        with S.SocketTransport("::1", int(m.group(1))) as t:
+            t.test()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    doc = json.loads(out)
+    assert doc["ok"] is True and doc["stats"]["connections"] == 1 and doc["listen"].startswith("::1:")
+
+
 def test_responder_command_rejects_bad_options(pki_dir, tmp_path):
     from pciauth.cli import main
 
@@ -133,12 +161,13 @@ def test_responder_command_rejects_bad_options(pki_dir, tmp_path):
         == 3
     )
     assert main(["responder", "--pki", str(pki_dir), "--listen", "host:"]) == 2
+    assert main(["responder", "--listen", "0"]) == 2  # no --pki
 
 
 def test_responder_command_lists_adversary_rows(pki_dir, capsys):
     from pciauth.cli import main
 
-    assert main(["responder", "--pki", str(pki_dir), "--adversary", "list"]) == 0
+    assert main(["responder", "--adversary", "list"]) == 0
     assert "truncated-version" in capsys.readouterr().out
 
 
