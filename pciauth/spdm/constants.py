@@ -99,10 +99,10 @@ class Code(enum.IntEnum):
 
 def code_name(code: int) -> str:
     """The name of a message code, or its hex value when unknown."""
-    try:
-        return Code(code).name
-    except ValueError:
-        return f"0x{code:02x}"
+    return _CODE_NAMES.get(code) or f"0x{code:02x}"
+
+
+_CODE_NAMES = {int(c): c.name for c in Code}
 
 
 def response_code_for(request_code: int) -> int:

@@ -18,38 +18,39 @@ class SpdmMalformed(MalformedData):
 class Reader:
     """Bounds-checked little-endian reader over one message."""
 
-    __slots__ = ("data", "pos", "what")
+    __slots__ = ("data", "n", "pos", "what")
 
     def __init__(self, data: bytes, what: str) -> None:
-        self.data = bytes(data)
+        self.data = data if type(data) is bytes else bytes(data)
+        self.n = len(self.data)
         self.pos = 0
         self.what = what
 
     def need(self, n: int, fld: str) -> None:
-        if n < 0 or self.pos + n > len(self.data):
+        if n < 0 or self.pos + n > self.n:
             raise SpdmMalformed(
                 f"{self.what}: truncated at {fld} (needs {n} bytes at offset {self.pos}, "
-                f"message has {len(self.data)})",
+                f"message has {self.n})",
                 field=fld,
             )
 
     def take(self, n: int, fld: str) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
+        pos = self.pos
+        if n < 0 or pos + n > self.n:
             self.need(n, fld)
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
+        self.pos = pos + n
+        return self.data[pos : pos + n]
 
     def u8(self, fld: str) -> int:
         pos = self.pos
-        if pos >= len(self.data):
+        if pos >= self.n:
             self.need(1, fld)
         self.pos = pos + 1
         return self.data[pos]
 
     def u16(self, fld: str) -> int:
         pos = self.pos
-        if pos + 2 > len(self.data):
+        if pos + 2 > self.n:
             self.need(2, fld)
         self.pos = pos + 2
         return _U16.unpack_from(self.data, pos)[0]
@@ -59,16 +60,18 @@ class Reader:
 
     def u32(self, fld: str) -> int:
         pos = self.pos
-        if pos + 4 > len(self.data):
+        if pos + 4 > self.n:
             self.need(4, fld)
         self.pos = pos + 4
         return _U32.unpack_from(self.data, pos)[0]
 
     def rest(self) -> int:
-        return len(self.data) - self.pos
+        return self.n - self.pos
 
     def end(self) -> bytes:
         """Finish: allow up to 3 zero padding bytes; return the exact message bytes."""
+        if self.pos == self.n:
+            return self.data
         extra = self.data[self.pos :]
         if len(extra) > 3 or any(extra):
             raise SpdmMalformed(
@@ -100,7 +103,9 @@ def parse_header(data: bytes) -> Header:
 def start(data: bytes, code: int, what: str) -> tuple[Reader, Header]:
     r = Reader(data, what)
     r.need(4, "header")
-    h = Header(r.u8("SPDMVersion"), r.u8("RequestResponseCode"), r.u8("Param1"), r.u8("Param2"))
+    d = r.data
+    h = Header(d[0], d[1], d[2], d[3])
+    r.pos = 4
     if h.code != code:
         raise SpdmMalformed(f"{what}: code 0x{h.code:02x} is not 0x{code:02x}", field="RequestResponseCode")
     return r, h

@@ -79,10 +79,21 @@ class MeasurementSpec:
     raw: bool = False
 
     def block(self, meas_hash_bit: int) -> MeasurementBlock:
-        if self.raw or meas_hash_bit == C.MEAS_HASH_RAW:
-            return make_block(self.index, self.mtype, self.value, raw=True)
-        base = C.MEAS_HASH_TO_BASE_HASH[meas_hash_bit]
-        return make_block(self.index, self.mtype, A.hash_bytes(base, self.value), raw=False)
+        """The DMTF block for the negotiated measurement hash (computed once per hash)."""
+        key = (self.index, self.mtype, self.value, self.raw, meas_hash_bit)
+        cached = _BLOCKS.get(key)
+        if cached is None:
+            if self.raw or meas_hash_bit == C.MEAS_HASH_RAW:
+                cached = make_block(self.index, self.mtype, self.value, raw=True)
+            else:
+                base = C.MEAS_HASH_TO_BASE_HASH[meas_hash_bit]
+                cached = make_block(self.index, self.mtype, A.hash_bytes(base, self.value), raw=False)
+            if len(_BLOCKS) < 1024:
+                _BLOCKS[key] = cached
+        return cached
+
+
+_BLOCKS: dict[tuple, MeasurementBlock] = {}
 
 
 DEFAULT_MEASUREMENTS = (
