@@ -344,3 +344,13 @@ def test_bad_requester_verify_data_ends_the_session(monkeypatch):
     report = Requester(CallableTransport(responder.handle), requester_config(session=True)).authenticate()
     assert not report.authenticated and "DECRYPT_ERROR" in report.error["message"]
     assert responder.sessions == {}
+
+
+def test_verification_time_outside_validity_is_not_authenticated():
+    import datetime
+
+    later = datetime.datetime(2200, 1, 1, tzinfo=datetime.UTC)
+    report, _ = run(responder_config(), requester_config(at_time=later))
+    assert not report.authenticated and report.exit_code == 6
+    failed = [c["name"] for c in report.slots[0].verdict["checks"] if not c["ok"]]
+    assert failed == ["validity"]
