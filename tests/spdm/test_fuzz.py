@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pciauth.errors import PciauthError
 from pciauth.spdm import messages as M
 from pciauth.spdm.measurements import parse_record
-from pciauth.spdm.messages_session import parse_opaque
+from pciauth.spdm.messages_session import find_sm_element, parse_opaque
 from pciauth.spdm.requester import Requester
 from pciauth.spdm.responder import Responder
 from pciauth.transport import CallableTransport
@@ -32,6 +32,7 @@ PARSERS = [
     lambda d: M.Finish.parse(d, hash_size=48), lambda d: M.FinishRsp.parse(d, hash_size=48),
     M.EndSession.parse, M.EndSessionAck.parse,
     lambda d: parse_record(d, d[0] if d else 0), lambda d: parse_opaque(0x11, d), lambda d: parse_opaque(0x12, d),
+    lambda d: find_sm_element([d], 1), lambda d: find_sm_element([d], 2), M.parse_header,
 ]
 
 
