@@ -171,3 +171,13 @@ def test_parse_endpoint(text, expected):
 def test_parse_endpoint_rejects(text):
     with pytest.raises(UsageError):
         S.parse_endpoint(text)
+
+
+def test_contract_names_resolve():
+    """docs/CONTRACTS.md names serve() and the server in pciauth.spdm.socket."""
+    from pciauth.spdm import socket_server
+    from pciauth.spdm.socket import ResponderServer, serve
+
+    assert serve is socket_server.serve and ResponderServer is socket_server.ResponderServer
+    with pytest.raises(AttributeError):
+        S.no_such_name  # noqa: B018
