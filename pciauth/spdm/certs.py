@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -331,21 +332,53 @@ def verify_chain(
 CERT_SUFFIXES = (".pem", ".crt", ".cer", ".cert", ".der")
 
 
-def _read(path: Path) -> bytes:
+#: Largest certificate or key file pciauth reads (a chain is at most 64 KiB on the wire).
+MAX_FILE_SIZE = 4 << 20
+
+
+def read_small_file(path: str | os.PathLike, what: str = "file") -> bytes:
+    """A regular file of at most :data:`MAX_FILE_SIZE` bytes (never a device, FIFO or huge file).
+
+    Opened non-blocking, so a FIFO cannot hang us. Errors name the file: NotFoundError,
+    PermissionDeniedError, TrustAnchorError.
+    """
+    path = Path(path)
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise NotFoundError(f"{path}: no such file", path=str(path))
+        raise NotFoundError(f"{path}: no such {what}", path=str(path))
     except PermissionError:
         raise PermissionDeniedError(f"{path}: permission denied", path=str(path))
     except OSError as e:
+        raise TrustAnchorError(f"{path}: cannot open: {e.strerror or e}", path=str(path), errno=e.errno)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise TrustAnchorError(f"{path}: is a directory, not a {what}", path=str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise TrustAnchorError(f"{path}: not a regular file", path=str(path))
+        if st.st_size > MAX_FILE_SIZE:
+            raise TrustAnchorError(f"{path}: larger than {MAX_FILE_SIZE} bytes: not a {what}", path=str(path))
+        chunks, total = [], 0
+        while total <= MAX_FILE_SIZE:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as e:
         raise TrustAnchorError(f"{path}: cannot read: {e.strerror or e}", path=str(path), errno=e.errno)
+    finally:
+        os.close(fd)
+    if total > MAX_FILE_SIZE:
+        raise TrustAnchorError(f"{path}: larger than {MAX_FILE_SIZE} bytes: not a {what}", path=str(path))
+    return b"".join(chunks)
 
 
 def load_certificates(path: str | os.PathLike) -> list[x509.Certificate]:
     """Every certificate of one file: PEM (any number of CERTIFICATE blocks) or concatenated DER."""
     p = Path(path)
-    data = _read(p)
+    data = read_small_file(p, "certificate file")
     if b"-----BEGIN" in data:
         if b"-----BEGIN CERTIFICATE-----" not in data:
             raise TrustAnchorError(

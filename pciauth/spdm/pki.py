@@ -37,6 +37,7 @@ from pciauth.spdm.certs import (
     cma_name,
     issue_problem,
     load_certificates,
+    read_small_file,
 )
 
 
@@ -334,12 +335,15 @@ def init_pki(
 
 def read_pki_json(directory: str | os.PathLike) -> dict:
     path = Path(directory) / PKI_JSON
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise NotFoundError(f"{path}: no PKI here", path=str(path), hint="run `pciauth pki init DIR` first")
-    except (ValueError, OSError) as e:
+    try:
+        desc = json.loads(read_small_file(path, "PKI description"))
+    except (ValueError, RecursionError) as e:
         raise TrustAnchorError(f"{path}: unreadable PKI description: {e}", path=str(path))
+    if not isinstance(desc, dict):
+        raise TrustAnchorError(f"{path}: a PKI description is a JSON object", path=str(path))
+    return desc
 
 
 def available_algorithms(directory: str | os.PathLike) -> list[str]:
@@ -382,12 +386,7 @@ def order_chain(certs: list[x509.Certificate]) -> list[x509.Certificate]:
 def load_private_key(path: str | os.PathLike) -> Any:
     """A private key from PEM (PKCS#8 or traditional) or DER, unencrypted."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{p}: no such key file", path=str(p))
-    except OSError as e:
-        raise TrustAnchorError(f"{p}: cannot read key: {e.strerror or e}", path=str(p), errno=e.errno)
+    data = read_small_file(p, "key file")
     loader = (
         serialization.load_pem_private_key if b"-----BEGIN" in data else serialization.load_der_private_key
     )

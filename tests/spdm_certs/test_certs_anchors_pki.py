@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import pytest
@@ -94,18 +95,36 @@ def test_missing_file_and_empty_directory(tmp_path):
 
 def test_unreadable_file(tmp_path, monkeypatch):
     """EACCES (simulated: the tests run as root, who reads anything) is a permission error."""
+    import pciauth.spdm.certs as certs_mod
+
     f = tmp_path / "root.pem"
     f.write_bytes(b"x")
-    real = type(f).read_bytes
+    real_open = os.open
 
-    def denied(self):
-        if self == f:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def denied(path, *a, **kw):
+        if str(path) == str(f):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **kw)
 
-    monkeypatch.setattr(type(f), "read_bytes", denied)
+    monkeypatch.setattr(certs_mod.os, "open", denied)
     with pytest.raises(PermissionDeniedError, match="root.pem"):
         load_trust_anchors(f)
+
+
+def test_devices_fifos_and_huge_files_are_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "anchor.pem"
+    os.mkfifo(fifo)  # nobody writes: a blocking open would hang forever
+    with pytest.raises(TrustAnchorError, match="not a regular file"):
+        load_trust_anchors(fifo)
+    with pytest.raises(TrustAnchorError, match="not a regular file"):
+        load_trust_anchors("/dev/zero")
+    big = tmp_path / "big.der"
+    with open(big, "wb") as fh:
+        fh.truncate(64 << 20)  # sparse
+    with pytest.raises(TrustAnchorError, match="larger than"):
+        load_trust_anchors(big)
+    with pytest.raises(TrustAnchorError, match="not a regular file"):
+        pki.load_private_key("/dev/zero")
 
 
 def test_directory_given_as_a_file_entry_and_unreadable_dir_entries(tmp_path):
