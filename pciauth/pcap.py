@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import struct
 import threading
 import time
@@ -126,13 +127,25 @@ def read_pcap_bytes(blob: bytes, *, name: str = "pcap") -> tuple[int, list[PcapR
     return link_type, records
 
 
+#: Largest pcap file :func:`read_pcap` loads.
+MAX_FILE = 64 << 20
+
+
 def read_pcap(path: str | os.PathLike) -> tuple[int, list[PcapRecord]]:
-    """(link type, records) of a pcap file."""
+    """(link type, records) of a pcap file (a regular file of at most 64 MiB)."""
     try:
-        with open(path, "rb") as f:
-            blob = f.read(64 << 20)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise NotFoundError(f"{path}: no such file", path=str(path))
+    except OSError as e:
+        raise TransportError(f"{path}: cannot open pcap: {e.strerror or e}", path=str(path), errno=e.errno)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE:
+            raise MalformedData(f"{path}: not a regular file of at most {MAX_FILE} bytes", field="file")
+        blob = f.read(MAX_FILE + 1)
+    if len(blob) > MAX_FILE:
+        raise MalformedData(f"{path}: larger than {MAX_FILE} bytes", field="file")
     return read_pcap_bytes(blob, name=str(path))
 
 

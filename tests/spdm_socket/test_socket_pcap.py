@@ -85,9 +85,16 @@ def test_reader_checks(blob, field):
     assert e.value.field == field
 
 
-def test_missing_file(tmp_path):
+def test_missing_file_fifo_and_device(tmp_path):
+    import os
+
     with pytest.raises(NotFoundError):
         read_pcap(tmp_path / "none.pcap")
+    os.mkfifo(tmp_path / "fifo.pcap")
+    with pytest.raises(MalformedData, match="regular file"):
+        read_pcap(tmp_path / "fifo.pcap")
+    with pytest.raises(MalformedData, match="regular file"):
+        read_pcap("/dev/zero")
 
 
 @settings(max_examples=200, deadline=None)
