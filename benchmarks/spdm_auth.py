@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pciauth.spdm import algorithms as A
-from pciauth.spdm import certs, keyschedule, pki
+from pciauth.spdm import certs, keyschedule, pki, requester_signatures
 from pciauth.spdm import requester as requester_mod
 from pciauth.spdm.requester import Requester, RequesterConfig
 from pciauth.spdm.responder import Responder, ResponderConfig, Slot
@@ -80,8 +80,8 @@ def install(meter: Meter) -> None:
     for name in ("parse_cert_chain", "verify_chain", "build_cert_chain"):
         meter.wrap(certs, name, "certs")
     meter.wrap(certs.ChainVerdict, "to_dict", "certs")
-    for name in ("_pem", "_public_pem"):  # X.509 / SPKI encoding for the report
-        meter.wrap(requester_mod, name, "certs")
+    meter.wrap(requester_mod, "_pem", "certs")  # X.509 / SPKI encoding for the report
+    meter.wrap(requester_signatures, "_public_pem", "certs")
 
 
 SETS = [

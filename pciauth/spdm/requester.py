@@ -23,7 +23,6 @@ from typing import Any
 from pciauth.errors import (
     DataMismatch,
     PciauthError,
-    SignatureError,
     SpdmError,
     TransportError,
     VerificationError,
@@ -33,6 +32,13 @@ from pciauth.spdm import constants as C
 from pciauth.spdm import messages as M
 from pciauth.spdm.report import AuthReport, SignatureRecord, SlotReport
 from pciauth.spdm.transcript import Transcript
+
+
+def swap_endian(asym: Any, signature: bytes) -> bytes | None:
+    """Re-exported from :mod:`requester_signatures` (the other byte order of a signature)."""
+    from pciauth.spdm.requester_signatures import swap_endian as _swap
+
+    return _swap(asym, signature)
 
 
 class SpdmErrorResponse(SpdmError):
@@ -462,57 +468,16 @@ class Requester:
             rec.reason += f"; measurement summary hash {auth.measurement_summary_hash.hex()}"
 
     def _check_summary(self, report: AuthReport) -> None:
-        """With summary type "all" and every block read, the summary hash must match the blocks."""
-        stype, summary = self.summary
-        if stype != C.MEAS_SUMMARY_ALL or self.config.measurement_indices is not None:
-            return
-        from pciauth.spdm.measurements import MeasurementBlock, summary_input
+        from pciauth.spdm.requester_measurements import check_summary
 
-        blocks = [MeasurementBlock(m["index"], 1, 0, b"", bytes.fromhex(m["raw"])) for m in report.measurements]
-        expect = A.hash_bytes(self.hash_bit, summary_input(blocks, stype, self.version))
-        ok = expect == summary
-        report.check("measurement_summary", ok, "CHALLENGE_AUTH summary hash matches the measurements read"
-                     if ok else "CHALLENGE_AUTH summary hash differs from the measurements read afterwards "
-                     "(changed measurements, or a device that lies)")
+        check_summary(self, report)
 
     def _verify(self, what: str, context: str, transcript: bytes, signature: bytes, slot: int,
                 report: AuthReport, **nonces: bytes) -> SignatureRecord:
         """Verify ``signature`` over ``transcript``; log it; raise SignatureError when it fails."""
-        v = self.version
-        chain = self.chains.get(slot)
-        if chain is None:
-            raise SpdmError(f"{what}: signed with slot {slot}, whose chain was not read")
-        msg = A.signing_message(v, context, transcript, self.hash_bit)
-        asym = A.asym_algo(self.asym_bit)
-        public_key = self.verdicts[slot].leaf_public_key if slot in self.verdicts else chain.leaf.public_key()
-        rec = SignatureRecord(
-            what, C.version_str(v), slot, asym.name, A.describe_hash(self.hash_bit), bytes(signature),
-            bytes(transcript), A.hash_bytes(self.hash_bit, transcript),
-            A.combined_prefix(v, context) if v >= C.V12 else b"", context if v >= C.V12 else "", msg,
-            public_key_pem=_public_pem(public_key), **nonces)
-        if asym.scheme == "ecdsa" and len(signature) == asym.signature_size:
-            rec.signature_der = A.ecdsa_raw_to_der(self.asym_bit, signature)
-        elif asym.scheme == "rsapss":
-            rec.openssl_sigopts = ["rsa_padding_mode:pss", "rsa_pss_saltlen:digest"]
-        report.signatures.append(rec)
-        try:
-            A.verify(self.asym_bit, self.hash_bit, public_key, signature, msg)
-        except SignatureError as e:
-            swapped = swap_endian(asym, signature) if v < C.V12 and self.config.accept_little_endian_10_11 else None
-            if swapped is None or not _verifies(self.asym_bit, self.hash_bit, public_key, swapped, msg):
-                rec.reason = str(e)
-                raise SignatureError(f"{what}: {e}")
-            # SPDM 1.0/1.1 left the byte order open; some devices sign little endian (libspdm
-            # accepts either). The log keeps the big-endian form, which openssl verifies.
-            rec.signature = swapped
-            if asym.scheme == "ecdsa":
-                rec.signature_der = A.ecdsa_raw_to_der(self.asym_bit, swapped)
-            rec.verified = True
-            rec.reason = "verified (little-endian signature, SPDM 1.0/1.1; logged big endian)"
-            return rec
-        rec.verified = True
-        rec.reason = "verified"
-        return rec
+        from pciauth.spdm.requester_signatures import verify_signature
+
+        return verify_signature(self, what, context, transcript, signature, slot, report, **nonces)
 
     def check_opaque(self, what: str, opaque: bytes) -> None:
         """1.2+: opaque data needs a negotiated format; format 1 must parse as general opaque data."""
@@ -536,32 +501,7 @@ class Requester:
         return (self.config.random or os.urandom)(n)
 
 
-def swap_endian(asym: Any, signature: bytes) -> bytes | None:
-    """The other byte order of a signature: RSA reversed whole, ECDSA r and s each reversed."""
-    if len(signature) != asym.signature_size:
-        return None
-    if asym.scheme == "ecdsa":
-        n = asym.coord_size
-        return signature[:n][::-1] + signature[n:][::-1]
-    return signature[::-1]
-
-
-def _verifies(asym_bit: int, hash_bit: int, key: Any, signature: bytes, msg: bytes) -> bool:
-    try:
-        A.verify(asym_bit, hash_bit, key, signature, msg)
-    except SignatureError:
-        return False
-    return True
-
-
 def _pem(cert: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-def _public_pem(key: Any) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")

@@ -85,3 +85,18 @@ def check_digest_sizes(req: Any, blocks: list) -> None:
         if not b.is_raw and len(b.value) != size:
             raise SpdmError(f"measurement {b.index}: digest of {len(b.value)} bytes, the negotiated "
                             f"measurement hash gives {size}")
+
+
+def check_summary(req: Any, report: AuthReport) -> None:
+    """With summary type "all" and every block read, the summary hash must match the blocks."""
+    stype, summary = req.summary
+    if stype != C.MEAS_SUMMARY_ALL or req.config.measurement_indices is not None:
+        return
+    from pciauth.spdm.measurements import MeasurementBlock, summary_input
+
+    blocks = [MeasurementBlock(m["index"], 1, 0, b"", bytes.fromhex(m["raw"])) for m in report.measurements]
+    expect = A.hash_bytes(req.hash_bit, summary_input(blocks, stype, req.version))
+    ok = expect == summary
+    report.check("measurement_summary", ok, "CHALLENGE_AUTH summary hash matches the measurements read"
+                 if ok else "CHALLENGE_AUTH summary hash differs from the measurements read afterwards "
+                 "(changed measurements, or a device that lies)")
