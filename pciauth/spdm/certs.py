@@ -25,12 +25,14 @@ import dataclasses
 import datetime
 import os
 import stat
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.utils import CryptographyDeprecationWarning
 
 from pciauth.errors import (
     MalformedData,
@@ -54,6 +56,12 @@ from pciauth.spdm.cert_checks import (
     cma_names_of,
     find_anchor,
     issue_problem,
+)
+
+# A device certificate with, say, a zero serial number is the device's problem: report it through
+# the checks, never as a Python warning on the user's terminal.
+warnings.filterwarnings(
+    "ignore", category=CryptographyDeprecationWarning, module=r"pciauth\.spdm\.(certs|cert_checks)"
 )
 
 __all__ = [
