@@ -121,6 +121,7 @@ class ResponderConfig:
     data_transfer_size: int = 0x1200
     max_spdm_msg_size: int = 0x1200
     cert_chunk_max: int = 0x400
+    max_sessions: int = 4
     #: names of :mod:`adversary` rows to apply (tests only)
     adversary: tuple[str, ...] = ()
     #: request codes answered first with ResponseNotReady (exercises RESPOND_IF_READY)

@@ -270,7 +270,7 @@ class HandlerMixin:
 
         rsp_sid = int.from_bytes(os.urandom(2), "little") | 1
         sid = make_session_id(req.req_session_id, rsp_sid)
-        if sid in self.sessions:
+        if sid in self.sessions or len(self.sessions) >= self.config.max_sessions:
             raise RequestError(C.ErrorCode.SESSION_LIMIT_EXCEEDED)
         opaque = encode_opaque(self.version, [sm_version_selection(sm_version)])
         rsp = M.KeyExchangeRsp(self.version, 0, rsp_sid, 0, 0, os.urandom(32), pub, msh, opaque, b"", b"")

@@ -199,3 +199,28 @@ def test_slot_size_requested_in_1_3():
     assert cert.portion == b"" and cert.remainder > 100
     full = M.Certificate.parse(r.handle(M.GetCertificate(0x13, 0, 0, 0x400).encode()))
     assert len(full.portion) + full.remainder == cert.remainder
+
+
+def test_session_limit():
+    import os as _os
+
+    from pciauth.spdm import messages_session as MS
+
+    r = negotiated(version=0x12)
+    # a fresh responder negotiated without KEY_EX on the requester side refuses KEY_EXCHANGE
+    ke = M.KeyExchange(V, 0, 0, 1, _os.urandom(32), bytes(96), b"").encode()
+    assert error_of(r.handle(ke)) == E.UNSUPPORTED_REQUEST
+    r = Responder(responder_config(max_sessions=2))
+    r.handle(M.GetVersion().encode())
+    flags = C.make_flags({"CERT_CAP": 1, "CHAL_CAP": 1, "KEY_EX_CAP": 1, "MAC_CAP": 1, "ENCRYPT_CAP": 1},
+                         C.REQUESTER_FLAGS)
+    r.handle(M.GetCapabilities(V, 0, flags, 0x1200, 0x1200).encode())
+    structs = [M.AlgStruct(2, A.DHE_SECP384R1), M.AlgStruct(3, A.AEAD_AES_256_GCM), M.AlgStruct(5, 1)]
+    r.handle(M.NegotiateAlgorithms(V, 1, 2, A.ASYM_ECDSA_P384, A.HASH_SHA384, structs=structs).encode())
+    opaque = MS.encode_opaque(V, [MS.sm_supported_versions()])
+    answers = []
+    for i in range(3):
+        _, pub = A.dhe_generate(A.DHE_SECP384R1)
+        answers.append(r.handle(M.KeyExchange(V, 0, 0, i + 1, _os.urandom(32), pub, opaque).encode()))
+    assert [a[1] for a in answers[:2]] == [C.Code.KEY_EXCHANGE_RSP] * 2
+    assert error_of(answers[2]) == E.SESSION_LIMIT_EXCEEDED
