@@ -313,3 +313,37 @@ def test_random_streams_never_hurt_the_server(shared_server, chunks, framed):
     with S.SocketTransport("127.0.0.1", shared_server.port) as t:
         t.test()
     assert wait_for(lambda: shared_server.active_connections == 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=80), st.booleans())
+def test_client_on_random_answers_only_raises_pciauth_errors(answer, framed):
+    """Whatever a responder sends back (framed or raw bytes, then close), exchange() returns
+    bytes or raises a pciauth error: never another exception, never a hang."""
+    from pciauth.errors import PciauthError
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def fake():
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                S.recv_frame(conn)
+                conn.sendall(frame(S.COMMAND_NORMAL, 2, answer) if framed else answer)
+            except (OSError, PciauthError):
+                pass
+
+    t = threading.Thread(target=fake, daemon=True)
+    t.start()
+    try:
+        tr = S.SocketTransport("127.0.0.1", port, timeout=5, send_shutdown=False)
+        try:
+            assert isinstance(tr.exchange(b"\x12\x84\x00\x00"), bytes)
+        except PciauthError:
+            pass
+        finally:
+            tr.close()
+    finally:
+        t.join(5)
+        listener.close()
