@@ -76,6 +76,25 @@ def _error_dict(exc: PciauthError) -> dict:
     return exc.to_dict()
 
 
+def _release(session, *mappings, quiet: bool) -> None:
+    """Free ``mappings`` (None ones skipped), every one even when one fails.
+
+    ``quiet`` when an exception (Ctrl-C, a bug) is already on its way out: a memoryview its
+    traceback still holds makes the buffer's close refuse, and that refusal must not replace the
+    real error; the mapping is gone from the IOMMU and the allocator either way, and the memory
+    goes with the last view."""
+    first: DmaError | None = None
+    for m in mappings:
+        if m is None:
+            continue
+        try:
+            session.free(m)
+        except DmaError as exc:
+            first = first or exc
+    if first is not None and not quiet:
+        raise first
+
+
 def _buffer_notes(result: CheckResult, *mappings) -> None:
     for m in mappings:
         reason = getattr(m.buffer, "fallback_reason", None)
@@ -101,6 +120,7 @@ def copy_check(driver, session, size: int, *, private: bool = True, pattern: str
     _buffer_notes(result, src, dst)
     zero = make_pattern("zero")
     segment = min(COPY_SEGMENT, getattr(driver, "segment", COPY_SEGMENT))
+    finished = False
     try:
         for it in range(iterations):
             pat = make_pattern(pattern, seed=0x5EED + it)  # a new seed each time: no stale passes
@@ -118,11 +138,12 @@ def copy_check(driver, session, size: int, *, private: bool = True, pattern: str
             result.verify = pat.verify(dst.view[:size])
             if not result.verify.ok:
                 break
+        finished = True
     except DmaError as exc:
         result.error = _error_dict(exc)
+        finished = True
     finally:
-        session.free(dst)
-        session.free(src)
+        _release(session, dst, src, quiet=not finished)
     return result
 
 
@@ -136,6 +157,7 @@ def device_write_check(driver, session, size: int, *, private: bool = True, iter
     _buffer_notes(result, dst)
     canary = make_pattern("offset", seed=0xCA7A)
     first: bytes | None = None
+    finished = False
     try:
         for _ in range(iterations):
             canary.fill(dst.view)
@@ -156,10 +178,12 @@ def device_write_check(driver, session, size: int, *, private: bool = True, iter
                 progress(result.iterations * size)  # the caller's total is size x iterations
             if not result.ok:
                 break
+        finished = True
     except DmaError as exc:
         result.error = _error_dict(exc)
+        finished = True
     finally:
-        session.free(dst)
+        _release(session, dst, quiet=not finished)
     return result
 
 
@@ -204,7 +228,7 @@ def _enforcement_cases(driver, session, result: CheckResult, size: int, timeout:
         # (an empty window, memlock): the session must come out of the check as it went in.
         src = session.alloc(size, private=src_private, tag="src")
         iova = wrong = None
-        mapped = False
+        mapped = finished = False
         try:
             iova = session.allocator.alloc(size, private=dst_window_private, limit=session.dma_limit, tag="wrong")
             wrong = DmaBuffer(size, private=dst_private)
@@ -218,12 +242,17 @@ def _enforcement_cases(driver, session, result: CheckResult, size: int, timeout:
             except DmaError as exc:
                 result.checks[f"{name}_faults"] = getattr(exc, "reason", None) == reason
             result.checks[f"{name}_transfers_nothing"] = make_pattern("0x5a").verify(wrong.view).ok
+            finished = True
         finally:
             if mapped:
                 backend.unmap(iova, wrong.length)
             if iova is not None:
                 session.allocator.free(iova)
             if wrong is not None:
-                wrong.close()
-            session.free(src)
+                try:
+                    wrong.close()
+                except DmaError:
+                    if finished:
+                        raise
+            _release(session, src, quiet=not finished)
         result.iterations += 1
