@@ -21,7 +21,7 @@ from pciauth.spdm.messages_session import (
     parse_opaque,
     sm_version_selection,
 )
-from pciauth.spdm.transcript import SessionTranscript
+from pciauth.spdm.transcript import MAX_TRANSCRIPT, SessionTranscript
 
 NOT_STARTED, AFTER_VERSION, AFTER_CAPABILITIES, NEGOTIATED = range(4)
 
@@ -240,6 +240,9 @@ class HandlerMixin:
                               b"", req.requester_context)
         unsigned = resp.encode()
         m = session.m if session is not None else self.transcript.m
+        if len(m) > MAX_TRANSCRIPT:
+            m.clear()
+            raise RequestError(C.ErrorCode.UNSPECIFIED)  # L1/L2 would grow without bound
         m += req.raw + unsigned
         if not req.signed:
             return unsigned

@@ -22,6 +22,7 @@ when no CHALLENGE completed since the VCA; a completed CHALLENGE clears B and C 
 
 from __future__ import annotations
 
+from pciauth.errors import SpdmError
 from pciauth.spdm import constants as C
 
 #: Requests that drop a half-built M1/M2 (CHALLENGE skipped).
@@ -39,6 +40,21 @@ _CLEARS_BC = frozenset(
         C.Code.DELIVER_ENCAPSULATED_RESPONSE,
     }
 )
+
+
+#: Bound on each transcript buffer: a peer that keeps sending requests cannot grow it forever.
+MAX_TRANSCRIPT = 256 * 1024
+
+
+class TranscriptFull(SpdmError):
+    """A transcript buffer would exceed :data:`MAX_TRANSCRIPT` (restart with GET_VERSION)."""
+
+
+def _append(buf: bytearray, msgs: tuple[bytes, ...], name: str) -> None:
+    for m in msgs:
+        if len(buf) + len(m) > MAX_TRANSCRIPT:
+            raise TranscriptFull(f"transcript {name} would exceed {MAX_TRANSCRIPT} bytes")
+        buf += m
 
 
 class Transcript:
@@ -71,20 +87,16 @@ class Transcript:
             self.c.clear()
 
     def add_a(self, *msgs: bytes) -> None:
-        for m in msgs:
-            self.a += m
+        _append(self.a, msgs, "A")
 
     def add_b(self, *msgs: bytes) -> None:
-        for m in msgs:
-            self.b += m
+        _append(self.b, msgs, "B")
 
     def add_c(self, *msgs: bytes) -> None:
-        for m in msgs:
-            self.c += m
+        _append(self.c, msgs, "C")
 
     def add_m(self, *msgs: bytes) -> None:
-        for m in msgs:
-            self.m += m
+        _append(self.m, msgs, "M")
 
     # --- the signed transcripts ---
     def m1(self) -> bytes:

@@ -224,3 +224,15 @@ def test_session_limit():
         answers.append(r.handle(M.KeyExchange(V, 0, 0, i + 1, _os.urandom(32), pub, opaque).encode()))
     assert [a[1] for a in answers[:2]] == [C.Code.KEY_EXCHANGE_RSP] * 2
     assert error_of(answers[2]) == E.SESSION_LIMIT_EXCEEDED
+
+
+def test_transcripts_are_bounded():
+    r = negotiated()
+    unsigned = M.GetMeasurements(V, 0, 1).encode()
+    codes = {r.handle(unsigned)[1] for _ in range(6000)}  # ~80 bytes each: beyond 256 KiB of L1/L2
+    assert codes == {C.Code.MEASUREMENTS, C.Code.ERROR}
+    cert = M.GetCertificate(V, 0, 0, 0x400).encode()
+    errors = [error_of(r.handle(cert)) for _ in range(300)]  # ~1 KiB each into B
+    assert E.UNSPECIFIED in errors
+    r.handle(M.GetVersion().encode())  # GET_VERSION starts over
+    assert r.transcript.m1().startswith(M.GetVersion().encode())
