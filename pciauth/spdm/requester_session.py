@@ -80,6 +80,7 @@ def run_session(req: Any, report: AuthReport) -> None:
     fin.verify_data = keys.requester_verify_data(A.hash_bytes(req.hash_bit, th.th()))
     fin_bytes = fin.encode()
     th.add_f(fin.verify_data)
+    req.t.on_request(C.Code.FINISH)
     frsp = M.FinishRsp.parse(req.exchange(fin_bytes, C.Code.FINISH_RSP, session=session))
     th.add_f(frsp.raw)
     keys.derive_data_keys(A.hash_bytes(req.hash_bit, th.th()))
@@ -92,5 +93,6 @@ def run_session(req: Any, report: AuthReport) -> None:
         req.step = "session_measurements"
         report.session_measurements, _ = req._measure(report, session)
     req.step = "end_session"
+    req.t.on_request(C.Code.END_SESSION)
     M.EndSessionAck.parse(req.exchange(M.EndSession(v).encode(), C.Code.END_SESSION_ACK, session=session))
     report.session["ended"] = True

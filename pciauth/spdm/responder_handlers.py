@@ -310,6 +310,7 @@ class HandlerMixin:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
         hsize = A.hash_size(self.hash_bit)
         req = _parse(M.Finish, message, hash_size=hsize)
+        self.transcript.on_request(C.Code.FINISH)
         if req.signature or message[2] & 1:
             raise RequestError(C.ErrorCode.INVALID_REQUEST)  # mutual authentication was not requested
         session.th.add_f(req.raw[:4])
@@ -340,6 +341,7 @@ class HandlerMixin:
         if not session.established:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
         _parse(M.EndSession, message)
+        self.transcript.on_request(C.Code.END_SESSION)
         sid = session.session_id
 
         def drop() -> None:
