@@ -167,15 +167,17 @@ def authenticate_device(spec: str, opts: AuthOptions, *, sysfs_root: str | None 
 
 def authenticate_socket(address: str, opts: AuthOptions) -> AuthResult:
     """Authenticate an spdm-emu compatible responder at ``HOST:PORT``."""
-    from pciauth.spdm.socket import SocketTransport
+    from pciauth.spdm.socket import SocketTransport, parse_endpoint
 
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--socket wants HOST:PORT, not {address!r}")
+    if ":" not in address:
+        raise UsageError(f"--socket wants HOST:PORT or [V6ADDR]:PORT, not {address!r}")
+    host, port = parse_endpoint(address)
+    if port == 0:
+        raise UsageError(f"--socket wants a port between 1 and 65535, not {address!r}")
     notes: list[str] = []
     anchors = _anchors_for(None, opts, notes)
     cfg = requester_config(opts, anchors, None)
-    transport = SocketTransport(host or "127.0.0.1", int(port))
+    transport = SocketTransport(host, port)
     try:
         return _run(transport, cfg, opts, device=address, kind="socket",
                     target_info={"name": address, "socket": True}, identity=None, anchors=anchors,

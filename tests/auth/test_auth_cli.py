@@ -137,6 +137,28 @@ def test_socket_peer(capsys):
     assert code == 0 and out["authenticated"] and out["transport"] == "socket"
 
 
+def test_socket_peer_ipv6_brackets(capsys):
+    """`--socket [::1]:PORT` reaches an IPv6 loopback responder (the brackets are not the host)."""
+    import socket
+
+    from pciauth.spdm.responder import Responder, ResponderConfig
+    from pciauth.spdm.socket_server import ResponderServer
+    from pciauth.target import emu_trust_anchors, open_target
+
+    try:
+        socket.socket(socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 on this machine")
+    target = open_target("emu")
+    root = emu_trust_anchors(target)[0]
+    pki = target.device.pki
+    server = ResponderServer(lambda: Responder(ResponderConfig.from_pki(pki.directory, (pki.algorithm,))),
+                             host="::1", port=0)
+    with server.start():
+        code, out = run_json(capsys, "--socket", f"[::1]:{server.port}", "--trust-anchor", root)
+    assert code == 0 and out["authenticated"]
+
+
 def test_two_auth_processes_on_one_device_are_serialized():
     """`pciauth auth` waits while another process holds the device's lock, then both succeed."""
     import time
