@@ -49,16 +49,33 @@ def _available_commands() -> dict[str, object]:
     return mods
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(suppress: bool) -> argparse.ArgumentParser:
+    """-v, --json, --sysfs-root: accepted before and after the command name.
+
+    The subcommands' copies default to SUPPRESS so that ``pciauth --json list`` keeps the
+    value given before the command instead of resetting it.
+    """
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more detail on errors")
-    common.add_argument("--json", action="store_true", help="machine-readable output (stable fields)")
+    common.add_argument("-v", "--verbose", action="count", default=default(0), help="more detail on errors")
+    common.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output (stable fields)"
+    )
     common.add_argument(
         "--sysfs-root",
         metavar="DIR",
-        default=None,
+        default=default(None),
         help="sysfs root to use instead of /sys (also $PCIAUTH_SYSFS_ROOT)",
     )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(suppress=False)
+    sub_common = _common_options(suppress=True)
     parser = argparse.ArgumentParser(
         prog="pciauth",
         description="Authenticate PCIe devices (CMA/SPDM over DOE) and check their DMA through the IOMMU.",
@@ -71,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pciauth {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in _available_commands().items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, parents=[common])
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, parents=[sub_common])
         mod.configure(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -69,3 +69,12 @@ def test_help_does_not_import_crypto_or_spdm():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_common_options_before_or_after_the_command(fake_sysfs, capsys):
+    fake_sysfs.add_device("0000:00:03.0")
+    for argv in (["--json", "list"], ["list", "--json"]):
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["-v", "show", "00:1f.7"]) == ExitCode.NOT_FOUND
+    assert "hint:" in capsys.readouterr().err
