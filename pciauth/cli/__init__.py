@@ -142,7 +142,7 @@ def _replay_crashed_bindings() -> None:
                 + (f" ({r['note']})" if r.get("note") else ""),
                 file=sys.stderr,
             )
-    except Exception as e:  # noqa: BLE001 - start-up goes on; `pciauth restore` reports details
+    except Exception as e:  # start-up goes on; `pciauth restore` reports details
         print(f"pciauth: warning: could not replay the binding journal: {e}", file=sys.stderr)
 
 
