@@ -4,13 +4,15 @@ The kernel UAPI bindings (VFIO, iommufd) are an out-of-line cffi module built
 from ``cffi_build/uapi_build.py``; it needs only gcc and the Python headers.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="pciauth",
     version="0.1.0",
     description="Authenticate PCIe devices with CMA/SPDM over DOE and check their DMA through the IOMMU",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["pciauth", "pciauth.*"]),
