@@ -231,9 +231,7 @@ def _session_not_replayable(result: AuthResult, transport: Any) -> None:
     report = result.report
     if not transport.stopped_at_session:
         return
-    step = report.error_step
-    report.error = report.error_step = report._exc = None
-    report.checks = [c for c in report.checks if c.name != step]
+    report.clear_error()
     report.check("session", True, "the recorded secured session is not re-run offline (ephemeral keys)",
                  skipped=True)  # fmt: skip
     challenge, trust = report.verdict("challenge"), report.verdict("chain_trust")
