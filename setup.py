@@ -25,7 +25,7 @@ setup(
         "cryptography>=41",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
     },
     entry_points={
         "console_scripts": ["pciauth=pciauth.cli:entry_point"],
