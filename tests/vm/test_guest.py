@@ -92,6 +92,8 @@ def boots(vm, tmp_path_factory):
             boot = _BOOTS[variant]
             print(f"\n[vm] {variant}: boot + checks {boot['seconds']:.1f} s, "
                   f"guest exit {boot['result'].status}", file=sys.stderr)
+            for rec in boot["checks"].values():
+                print(f"[vm]   {rec['name']:<34} {rec['status']:<5} {rec['seconds']:7.2f} s", file=sys.stderr)
         return _BOOTS[variant]
 
     return get

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 
 from edu import EDU_BUF_SIZE, Edu, sysfs_bind_vfio, sysfs_restore
-from harness import CheckFailed, check, edu_bdf, expect, kernel_log, pciauth
+from harness import CheckFailed, check, driver_of, edu_bdf, expect, kernel_log, pciauth
 
 VIOMMU = ("intel-iommu", "virtio-iommu")
 EDU_DMA_LIMIT = 1 << 28  # edu masks DMA addresses to 28 bits
@@ -60,8 +60,10 @@ def _roundtrip(backend, edu: Edu, src_iova: int, dst_iova: int, seed: int) -> di
         t_in = edu.to_device(got_src, COUNT)
         t_out = edu.to_ram(got_dst, COUNT)
         back = bytes(dst.view[:COUNT])
-        expect(back == data, f"edu DMA round trip corrupted data: first difference at byte "
-                             f"{next(i for i in range(COUNT) if back[i] != data[i])}")
+        if back != data:
+            first = next(i for i in range(COUNT) if back[i] != data[i])
+            raise CheckFailed(f"edu DMA round trip corrupted data: first difference at byte {first} "
+                              f"({sum(a != b for a, b in zip(back, data, strict=True))} bytes differ)")
         backend.unmap(got_src, src.length)
         backend.unmap(got_dst, dst.length)
         return {"src_iova": hex(got_src), "dst_iova": hex(got_dst),
@@ -198,6 +200,6 @@ def cli_dma() -> dict:
         data = res.json()
         expect(data.get("ok") is True, f"dma --json ok={data.get('ok')!r}")
         out[kind] = round(res.seconds, 2)
-    drv = os.path.join("/sys/bus/pci/devices", bdf, "driver")
-    expect(not os.path.islink(drv), f"edu left bound to {os.path.basename(os.readlink(drv))} after dma")
+    left = driver_of(bdf)
+    expect(left is None, f"edu left bound to {left} after pciauth dma")
     return out

@@ -63,6 +63,13 @@ class Iommufd:
         except OSError as exc:
             if exc.errno in (errno.ENOTTY, errno.EOPNOTSUPP):
                 raise Skip(f"IOMMU_TEST_CMD unsupported ({exc}): kernel without CONFIG_IOMMUFD_TEST") from None
+            real = _real_iommus()
+            if exc.errno == errno.EINVAL and real:
+                # 6.12 probes the mock device with the first registered IOMMU's ops, so with a
+                # real (v)IOMMU driver present the mock device gets no group and binding fails.
+                raise Skip(f"IOMMU_TEST_OP_MOCK_DOMAIN gave EINVAL with a real IOMMU registered "
+                           f"({', '.join(real)}): the 6.12 mock IOMMU only works alone; "
+                           "these checks run in the variant without a vIOMMU") from None
             raise
         md = cmd.mock_domain
         return int(md.out_stdev_id), int(md.out_hwpt_id), int(md.out_idev_id)
@@ -132,6 +139,14 @@ class Iommufd:
         from pciauth.uapi import sys as usys
 
         usys.close(self.fd)
+
+
+def _real_iommus() -> list[str]:
+    try:
+        names = os.listdir("/sys/class/iommu")
+    except OSError:
+        return []
+    return sorted(n for n in names if "mock" not in n and "selftest" not in n)
 
 
 def _buffer(n: int, seed: int):

@@ -15,16 +15,17 @@ PKI = Path("/run/job/pki")
 FOREIGN = Path("/run/job/foreign-pki")  # another PKI: its roots signed nothing the NVMe has
 
 
-def _anchor() -> str:
+def _anchors() -> list[str]:
+    """``--trust-anchor`` arguments for every root of the host PKI (one per algorithm: the
+    responder may negotiate any of them)."""
     if not PKI.is_dir():
         raise Skip("no host PKI/responder for the NVMe (host lacks `pciauth pki` or `pciauth responder`)")
-    for alg in ("ecdsa-p256", "ecdsa-p384"):
-        root = PKI / alg / "root.pem"
-        if root.is_file():
-            return str(root)
     roots = sorted(PKI.glob("*/root.pem"))
     expect(roots, f"no root.pem under {PKI}")
-    return str(roots[0])
+    args: list[str] = []
+    for root in roots:
+        args += ["--trust-anchor", str(root)]
+    return args
 
 
 def _authenticated(report: dict) -> bool:
@@ -37,10 +38,10 @@ def _authenticated(report: dict) -> bool:
 @check("nvme_auth_sysfs_doe", variants=("intel-iommu",), needs=("auth",))
 def nvme_auth_sysfs() -> dict:
     """Authenticate through the DOE mailbox in sysfs config space while nvme keeps the device."""
-    anchor = _anchor()
+    anchors = _anchors()
     bdf = nvme_bdf()
     before = driver_of(bdf)
-    res = pciauth("auth", bdf, "--trust-anchor", anchor, "--json")
+    res = pciauth("auth", bdf, *anchors, "--json")
     data = res.json()
     expect(res.status == 0 and _authenticated(data), f"auth over sysfs DOE failed: {res.brief()}")
     expect(data.get("transport") == "doe", f"auth transport {data.get('transport')!r}, not doe")
@@ -50,7 +51,8 @@ def nvme_auth_sysfs() -> dict:
     other = sorted(FOREIGN.glob("*/root.pem"))
     wrong = None
     if other:
-        bad = pciauth("auth", bdf, "--trust-anchor", str(other[0]), "--json")
+        foreign = [a for root in other for a in ("--trust-anchor", str(root))]
+        bad = pciauth("auth", bdf, *foreign, "--json")
         wrong = bad.status
         expect(bad.status == 6 and not _authenticated(bad.json()),
                f"auth with a foreign trust anchor should exit 6: {bad.brief()}")
@@ -69,11 +71,11 @@ def nvme_run() -> dict:
         raise Skip("missing module pciauth.dma.drivers.nvme (no NVMe Identify DMA driver)")
     if not module_exists("pciauth.vfio.bind"):
         raise Skip("missing module pciauth.vfio.bind (pciauth cannot bind to vfio-pci)")
-    anchor = _anchor()
+    anchors = _anchors()
     bdf = nvme_bdf()
     before = driver_of(bdf)
     expect(before == "nvme", f"NVMe starts with driver {before!r}, not nvme")
-    res = pciauth("run", bdf, "--trust-anchor", anchor, "--size", "4096", "--json", timeout=600)
+    res = pciauth("run", bdf, *anchors, "--size", "4096", "--json", timeout=600)
     data = res.json()
     steps = {s["name"]: s for s in data.get("steps", [])}
     failed = {n: s.get("detail") for n, s in steps.items() if s["status"] not in ("passed", "skipped")}
