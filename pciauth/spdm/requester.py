@@ -122,6 +122,7 @@ class Requester:
         self.slot_mask = 0
         self.chains: dict[int, Any] = {}
         self.verdicts: dict[int, Any] = {}
+        self.public_pems: dict[int, tuple[Any, str]] = {}  # slot -> (leaf key, its PEM) for the log
         self.summary: tuple[int, bytes] = (C.MEAS_SUMMARY_NONE, b"")
         self.step = "init"
 

@@ -23,14 +23,19 @@ def verify_signature(req: Any, what: str, context: str, transcript: bytes, signa
     chain = req.chains.get(slot)
     if chain is None:
         raise SpdmError(f"{what}: signed with slot {slot}, whose chain was not read")
+    transcript = bytes(transcript)
     msg = A.signing_message(v, context, transcript, req.hash_bit)
     asym = A.asym_algo(req.asym_bit)
     public_key = req.verdicts[slot].leaf_public_key if slot in req.verdicts else chain.leaf.public_key()
+    if v >= C.V12:  # msg = combined_prefix || Hash(transcript): reuse both parts, hash once
+        split = len(msg) - A.hash_size(req.hash_bit)
+        prefix, digest = msg[:split], msg[split:]
+    else:
+        prefix, digest = b"", A.hash_bytes(req.hash_bit, transcript)
     rec = SignatureRecord(
         what, C.version_str(v), slot, asym.name, A.describe_hash(req.hash_bit), bytes(signature),
-        bytes(transcript), A.hash_bytes(req.hash_bit, transcript),
-        A.combined_prefix(v, context) if v >= C.V12 else b"", context if v >= C.V12 else "", msg,
-        public_key_pem=_public_pem(public_key), **nonces)
+        transcript, digest, prefix, context if v >= C.V12 else "", msg,
+        public_key_pem=_public_pem_of(req, slot, public_key), **nonces)
     if asym.scheme == "ecdsa" and len(signature) == asym.signature_size:
         rec.signature_der = A.ecdsa_raw_to_der(req.asym_bit, signature)
     elif asym.scheme == "rsapss":
@@ -72,6 +77,15 @@ def _verifies(asym_bit: int, hash_bit: int, key: Any, signature: bytes, msg: byt
     except SignatureError:
         return False
     return True
+
+
+def _public_pem_of(req: Any, slot: int, key: Any) -> str:
+    """The leaf key's PEM for the log, encoded once per slot and authentication."""
+    cache = req.public_pems
+    pem = cache.get(slot)
+    if pem is None or pem[0] is not key:
+        pem = cache[slot] = (key, _public_pem(key))
+    return pem[1]
 
 
 def _public_pem(key: Any) -> str:
