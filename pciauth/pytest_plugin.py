@@ -15,6 +15,9 @@ Options (all optional; without them nothing of pciauth is imported):
 - ``--pciauth-iommu auto|iommufd|legacy``;
 - ``--pciauth-threshold X``: the IOVA threshold for the tests (see ``pciauth iova``).
 
+A device named with ``--pciauth-device`` that cannot be opened (not root, host not ready) fails
+the tests that use it; a bad ``--pciauth-threshold`` or ``--pciauth-iommu`` stops the run at start.
+
 Fixtures: ``pciauth_device_spec`` (the string), ``pciauth_device`` (an open
 :class:`pciauth.api.Device`, closed after the test: the device is restored to its driver),
 ``dma_session`` (its :class:`~pciauth.dma.session.DmaSession`), ``pciauth_iova`` (``dev.iova``),
@@ -40,6 +43,23 @@ def pytest_addoption(parser) -> None:
             pass
 
 
+def pytest_configure(config) -> None:
+    """A bad ``--pciauth-threshold`` or ``--pciauth-iommu`` stops the run once, with one message,
+    instead of erroring every test that uses a device."""
+    threshold = config.getoption("--pciauth-threshold", default=None)
+    iommu = config.getoption("--pciauth-iommu", default="auto")
+    if iommu not in ("auto", "iommufd", "legacy"):
+        raise pytest.UsageError(f"--pciauth-iommu: {iommu!r} is not auto, iommufd or legacy")
+    if threshold is not None:
+        from pciauth.dma.iova import Threshold
+        from pciauth.errors import UsageError
+
+        try:
+            Threshold.parse(threshold)
+        except UsageError as exc:
+            raise pytest.UsageError(f"--pciauth-threshold: {exc}") from None
+
+
 def pytest_report_header(config) -> str | None:
     spec = config.getoption("--pciauth-device", default=None)
     return f"pciauth device: {spec}" if spec and spec != "emu" else None
@@ -63,6 +83,10 @@ def pciauth_device(request, pciauth_device_spec):
             threshold=request.config.getoption("--pciauth-threshold", default=None),
         )
     except (PermissionDeniedError, HostNotReady) as exc:
+        if request.config.getoption("--pciauth-device", default=None) not in (None, "emu"):
+            # The device the run was asked to test cannot be used: a lab regression run must go
+            # red, not green with every test skipped.
+            pytest.fail(f"pciauth device {pciauth_device_spec} unavailable: {exc}", pytrace=False)
         pytest.skip(f"pciauth device {pciauth_device_spec} unavailable: {exc}")
     try:
         yield dev
