@@ -78,7 +78,7 @@ def main() -> int:
                        check=True, cwd=REPO, capture_output=True)
         with host_responder(pki) as port:
             direct = socket_runs(port, pki, args.n)
-            guest_cmd = f'"$PY" {REPO}/benchmarks/vm_auth_guest.py --pki /run/job/pki -n {args.n}'
+            guest_cmd = f'"$PY" $PCIAUTH_PYFLAGS {REPO}/benchmarks/vm_auth_guest.py --pki /run/job/pki -n {args.n}'
             res = vmrun.run_vm(guest_cmd, machine="none", devices=["nvme"], spdm_port=port,
                                timeout=args.timeout, job_files={"pki": pki})
     if res.status != 0:

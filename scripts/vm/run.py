@@ -160,14 +160,25 @@ def build_qemu_cmd(*, kernel: Path, initrd: Path, workdir: Path, machine: str,
     ]
 
 
+def site_packages() -> list[str]:
+    """The host interpreter's site-packages (a venv's own when run from one)."""
+    import site
+
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+
 def guest_script(command: str, repo: Path, env: dict[str, str] | None = None,
                  python: str = sys.executable) -> str:
     """The shell script the guest runs (``/run/job/cmd.sh``)."""
     lines = [
         "set -u",
         f"cd {shlex.quote(str(repo))}",
-        f"export PYTHONPATH={shlex.quote(str(repo))}",
+        f"export PYTHONPATH={shlex.quote(os.pathsep.join([str(repo), *site_packages()]))}",
         "export PYTHONDONTWRITEBYTECODE=1",
+        # `python -S` skips site.py and its .pth files (seconds per start under TCG over 9p); the
+        # interpreter's site-packages are on PYTHONPATH instead. Guest code starts Python as
+        # "$PY" $PCIAUTH_PYFLAGS.
+        "export PCIAUTH_PYFLAGS=-S",
         # The interpreter that runs the host side (a venv, pyenv or /usr/bin/python3): the
         # guest sees the host's / so the same path works there, with the same packages.
         f"export PY={shlex.quote(python)}",

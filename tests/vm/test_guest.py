@@ -64,7 +64,7 @@ def _boot(vm, variant: str, tmp: Path) -> dict:
     from responder import host_responder
 
     machine, devices, wants_responder, timeout = VARIANTS[variant]
-    cmd = f'"$PY" {shlex.quote(str(HERE / "guest" / "run_checks.py"))} --variant {variant}'
+    cmd = f'"$PY" $PCIAUTH_PYFLAGS {shlex.quote(str(HERE / "guest" / "run_checks.py"))} --variant {variant}'
     pki = _make_pki(tmp) if wants_responder else None
     t0 = time.monotonic()
     if pki is not None:

@@ -48,7 +48,7 @@ def restore_after_kill() -> dict:
     """``pciauth bind --hold`` killed with SIGKILL leaves edu on vfio-pci; ``restore`` undoes it."""
     bdf = edu_bdf()
     expect(_clean(bdf), "edu not clean before the check")
-    proc = subprocess.Popen([python(), "-m", "pciauth", "bind", bdf, "--hold"], cwd=REPO,
+    proc = subprocess.Popen([*python(), "-m", "pciauth", "bind", bdf, "--hold"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while driver_of(bdf) != "vfio-pci":

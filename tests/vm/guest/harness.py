@@ -95,8 +95,9 @@ def missing_needs(needs: tuple[str, ...]) -> list[str]:
     return missing
 
 
-def python() -> str:
-    return os.environ.get("PY") or sys.executable
+def python() -> list[str]:
+    """argv to start the host's interpreter in the guest (``$PY $PCIAUTH_PYFLAGS``)."""
+    return [os.environ.get("PY") or sys.executable, *os.environ.get("PCIAUTH_PYFLAGS", "").split()]
 
 
 @dataclass
@@ -125,7 +126,7 @@ class CliResult:
 def pciauth(*argv: str, timeout: float = 240.0, check_status: int | None = None) -> CliResult:
     """Run ``python -m pciauth ARGV`` in a subprocess (the real CLI, as a user would)."""
     t0 = time.monotonic()
-    proc = subprocess.run([python(), "-m", "pciauth", *argv], capture_output=True, text=True,
+    proc = subprocess.run([*python(), "-m", "pciauth", *argv], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
     res = CliResult(list(argv), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
     if check_status is not None and res.status != check_status:
