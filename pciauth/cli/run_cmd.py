@@ -113,18 +113,22 @@ def _auth_summary(result) -> dict:
     return summary
 
 
-def _default_threshold(dev):
+def _default_threshold(dev, size: int = 0):
+    """1 GiB (or half the device's DMA reach), raised so that the private window holds the
+    source and destination buffers of a big ``--size`` when the IOVA space allows it."""
     from pciauth.dma.iova import THRESHOLD_UNIT, Threshold
 
     limit = dev.session.dma_limit
     top = dev.session.allocator.top
     x = DEFAULT_THRESHOLD_BYTES if limit is None else limit // 2
-    x = min(x, top // 2) // THRESHOLD_UNIT * THRESHOLD_UNIT
+    need = 2 * size + 2 * THRESHOLD_UNIT  # two buffers, the first page kept free, alignment
+    x = max(x, -(-need // THRESHOLD_UNIT) * THRESHOLD_UNIT)
+    x = min(x, (limit or top) // 2, top // 2) // THRESHOLD_UNIT * THRESHOLD_UNIT
     return Threshold.from_bytes(max(x, THRESHOLD_UNIT))
 
 
-def _threshold(dev, wanted):
-    new = wanted or _default_threshold(dev)
+def _threshold(dev, wanted, size: int = 0):
+    new = wanted or _default_threshold(dev, size)
     dev.iova.set_threshold(new)
     lo, hi = dev.iova.window(False)
     if hi <= lo:
@@ -134,7 +138,11 @@ def _threshold(dev, wanted):
 
 
 def _dma(dev, size, private, pattern, timeout):
-    result = dev.dma.check(size, private=private, pattern=pattern, timeout=timeout)
+    from pciauth.dma.progress import Progress
+
+    label = f"run {dev.name} dma-{'private' if private else 'shared'}"
+    with Progress(size, label) as bar:  # drawn on a terminal, for runs longer than half a second
+        result = dev.dma.check(size, private=private, pattern=pattern, timeout=timeout, progress=bar.update)
     d = result.to_dict()
     if result.ok:
         detail = f"{result.bytes_moved} bytes, every byte verified, {d['throughput_mib_s']} MiB/s"
@@ -223,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 steps.add("authenticate", "skipped", "--no-auth")
             previous = dev.iova.threshold
-            if steps.run("threshold", _threshold, dev, wanted)["status"] == "passed":
+            if steps.run("threshold", _threshold, dev, wanted, size)["status"] == "passed":
                 steps.run("dma-private", _dma, dev, size, True, args.pattern, args.timeout)
                 steps.run("dma-shared", _dma, dev, size, False, args.pattern, args.timeout)
                 steps.run("enforcement", _enforcement, dev, args.timeout)
