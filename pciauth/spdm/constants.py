@@ -138,10 +138,7 @@ class ErrorCode(enum.IntEnum):
 
 
 def error_name(code: int) -> str:
-    try:
-        return ErrorCode(code).name
-    except ValueError:
-        return f"0x{code:02x}"
+    return _ERROR_NAMES.get(code) or f"0x{code:02x}"
 
 
 # --- capability flags (GET_CAPABILITIES / CAPABILITIES Flags, u32) -----------------------------
@@ -331,10 +328,7 @@ class MeasurementType(enum.IntEnum):
 
 
 def measurement_type_name(t: int) -> str:
-    try:
-        return MeasurementType(t & 0x7F).name.lower()
-    except ValueError:
-        return f"type_{t & 0x7F}"
+    return _MEAS_TYPE_NAMES.get(t & 0x7F) or f"type_{t & 0x7F}"
 
 
 # --- sessions (1.1+) -----------------------------------------------------------------------------
@@ -362,3 +356,8 @@ MAX_CERT_CHAIN_SIZE = 64 * 1024
 CERT_CHUNK_SIZE = 0x400  # bytes asked per GET_CERTIFICATE (fits a default DOE mailbox easily)
 MAX_MESSAGE_SIZE = 0x10000
 MAX_MEASUREMENT_RECORD = 0x10000
+
+
+# name tables (a dict lookup instead of an enum construction per call)
+_ERROR_NAMES = {int(e): e.name for e in ErrorCode}
+_MEAS_TYPE_NAMES = {int(t): t.name.lower() for t in MeasurementType}

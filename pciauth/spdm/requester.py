@@ -122,6 +122,7 @@ class Requester:
         self.slot_mask = 0
         self.chains: dict[int, Any] = {}
         self.verdicts: dict[int, Any] = {}
+        self.chain_hashes: dict[int, bytes] = {}  # slot -> Hash(chain read), computed once
         self.public_pems: dict[int, tuple[Any, str]] = {}  # slot -> (leaf key, its PEM) for the log
         self.summary: tuple[int, bytes] = (C.MEAS_SUMMARY_NONE, b"")
         self.step = "init"
@@ -181,6 +182,13 @@ class Requester:
         ch = report.verdict("challenge")
         trust = report.verdict("chain_trust")
         return bool(ch and ch.ok and not ch.skipped and trust and trust.ok)
+
+    def chain_hash(self, slot: int) -> bytes:
+        """Hash of the chain read from ``slot`` (the slot digest that was checked), once per slot."""
+        h = self.chain_hashes.get(slot)
+        if h is None:
+            h = self.chain_hashes[slot] = A.hash_bytes(self.hash_bit, self.chains[slot].raw)
+        return h
 
     def cap(self, name: str) -> int:
         return C.flag_value(self.rsp_flags, name)
@@ -388,15 +396,23 @@ class Requester:
             sr = SlotReport(slot, self.digests[slot], raw if self.config.keep_chain_bytes else b"")
             report.slots.append(sr)
             chain = parse_cert_chain(raw, self.hash_bit)
-            sr.certificates_pem = [_pem(c) for c in chain.certificates]
-            sr.digest_matches = A.hash_bytes(self.hash_bit, raw) == self.digests[slot]
+            digest = A.hash_bytes(self.hash_bit, raw)
+            sr.digest_matches = digest == self.digests[slot]
             if not sr.digest_matches:
+                sr.certificates_pem = [_pem(c) for c in chain.certificates]
                 raise DataMismatch(f"slot {slot}: DIGESTS digest differs from the hash of the certificate chain read")
             self.chains[slot] = chain
+            self.chain_hashes[slot] = digest  # CHALLENGE_AUTH's CertChainHash and TH compare with it
             verdict = verify_chain(chain, self.config.trust_anchors, policy=self.config.policy,
                                    identity=self.config.identity, at_time=self.config.at_time)
             self.verdicts[slot] = verdict
             sr.verdict = verdict.to_dict()
+            # the verdict already holds each certificate's PEM (same encoding): do not encode twice
+            infos = sr.verdict.get("certificates", [])
+            if len(infos) == len(chain.certificates) and all("pem" in i for i in infos):
+                sr.certificates_pem = [i["pem"] for i in infos]
+            else:
+                sr.certificates_pem = [_pem(c) for c in chain.certificates]
             why = "; ".join(f"{c.name}: {c.reason}" for c in verdict.failures) or "chain validated to a trust anchor"
             report.check(f"chain[{slot}]", verdict.ok, why)
 
@@ -449,8 +465,7 @@ class Requester:
         if auth.slot_mask != self.slot_mask:
             raise SpdmError(f"CHALLENGE_AUTH: slot mask 0x{auth.slot_mask:02x} differs from DIGESTS' "
                             f"0x{self.slot_mask:02x}")
-        chain = self.chains[slot]
-        if auth.cert_chain_hash != A.hash_bytes(self.hash_bit, chain.raw):
+        if auth.cert_chain_hash != self.chain_hash(slot):
             raise DataMismatch(f"CHALLENGE_AUTH: CertChainHash is not the hash of slot {slot}'s chain")
         if v >= C.V13 and auth.requester_context != ctx:
             raise SpdmError("CHALLENGE_AUTH: RequesterContext is not the one sent in CHALLENGE")

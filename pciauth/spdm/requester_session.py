@@ -61,7 +61,7 @@ def run_session(req: Any, report: AuthReport) -> None:
         selected = find_sm_element(parse_opaque(v, rsp.opaque), C.SM_DATA_ID_VERSION_SELECTION)
         if selected is not None and selected[0] not in C.SECURED_MESSAGE_VERSIONS:
             raise SpdmError(f"KEY_EXCHANGE_RSP: secured message version 0x{selected[0]:04x} was not offered")
-    th = SessionTranscript(req.t.vca(), A.hash_bytes(req.hash_bit, req.chains[slot].raw))
+    th = SessionTranscript(req.t.vca(), req.chain_hash(slot))
     th.add_k(ke, rsp.signed_part)
     req._verify("key_exchange_rsp", C.CONTEXT_KEY_EXCHANGE_RSP, th.th(), rsp.signature, slot, report,
                 responder_nonce=rsp.random)

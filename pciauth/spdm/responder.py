@@ -61,6 +61,13 @@ class Slot:
         chain = self._chains[hash_bit]
         return transform(chain) if transform else chain
 
+    def digest(self, hash_bit: int) -> bytes:
+        """Hash of the chain as built (DIGESTS, CertChainHash, TH): fixed, so computed once per hash."""
+        key = ("digest", hash_bit)
+        if key not in self._chains:
+            self._chains[key] = A.hash_bytes(hash_bit, self.chain(hash_bit))
+        return self._chains[key]
+
     @property
     def asym_bits(self) -> int:
         """BaseAsymAlgo bits this slot's key serves (computed once)."""
@@ -170,6 +177,8 @@ class Responder(HandlerMixin):
         self.sessions: dict[int, Any] = {}
         self.pending: dict[int, tuple[int, bytes]] = {}
         self._flags = self.config.flags
+        self._caps = {name: C.flag_value(self._flags, name) for name in C.RESPONDER_FLAGS}
+        self._chain_hook = self.adversary.chain_transform(self)  # None unless a row changes the chain
         self._provisioned: tuple[int, dict[int, Slot]] | None = None
         self.reset()
 
@@ -290,10 +299,16 @@ class Responder(HandlerMixin):
         return out
 
     def slot_chain(self, slot: Slot) -> bytes:
-        return slot.chain(self.hash_bit, self.adversary.chain_transform(self))
+        return slot.chain(self.hash_bit, self._chain_hook)
+
+    def slot_digest(self, slot: Slot) -> bytes:
+        """Hash of the chain this responder serves for ``slot`` (cached unless an adversary row edits it)."""
+        if self._chain_hook is None:
+            return slot.digest(self.hash_bit)
+        return A.hash_bytes(self.hash_bit, self.slot_chain(slot))
 
     def cap(self, name: str) -> int:
-        return C.flag_value(self._flags, name)
+        return self._caps[name]
 
     def supported_asym(self) -> int:
         mask = 0

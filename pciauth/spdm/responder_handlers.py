@@ -163,7 +163,7 @@ class HandlerMixin:
         self.transcript.on_request(C.Code.GET_DIGESTS)
         slots = self.provisioned()
         mask = sum(1 << s for s in slots)
-        digests = {s: A.hash_bytes(self.hash_bit, self.slot_chain(slot)) for s, slot in slots.items()}
+        digests = {s: self.slot_digest(slot) for s, slot in slots.items()}
         resp = M.Digests(self.version, mask, digests, mask if self.version >= C.V13 else 0).encode()
         self.transcript.add_b(req.raw, resp)
         return resp
@@ -207,7 +207,7 @@ class HandlerMixin:
         slots = self.provisioned()
         auth = M.ChallengeAuth(
             self.version, req.slot, sum(1 << s for s in slots),
-            A.hash_bytes(self.hash_bit, self.slot_chain(slot)), os.urandom(C.NONCE_SIZE), msh,
+            self.slot_digest(slot), os.urandom(C.NONCE_SIZE), msh,
             b"", b"", req.requester_context)
         unsigned = auth.encode()
         signed_req = self.adversary.signed_request(req.raw)
@@ -278,7 +278,7 @@ class HandlerMixin:
         opaque = encode_opaque(self.version, [sm_version_selection(sm_version)])
         rsp = M.KeyExchangeRsp(self.version, 0, rsp_sid, 0, 0, os.urandom(32), pub, msh, opaque, b"", b"")
         unsigned = rsp.encode_without_sig()
-        chain_hash = A.hash_bytes(self.hash_bit, self.slot_chain(slot))
+        chain_hash = self.slot_digest(slot)
         th = SessionTranscript(self.transcript.vca(), chain_hash)
         th.add_k(req.raw, unsigned)
         sig = self._sign(C.CONTEXT_KEY_EXCHANGE_RSP, th.th(), slot)
