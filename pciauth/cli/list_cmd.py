@@ -29,9 +29,19 @@ def _hx(value: int | None, width: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pciauth.cli.output import print_json, print_table
-    from pciauth.pci.select import list_devices
+    import os
 
+    from pciauth.cli.output import print_json, print_table
+    from pciauth.errors import NotFoundError
+    from pciauth.pci.select import list_devices
+    from pciauth.pci.sysfs import sysfs_root
+
+    root = sysfs_root()
+    if not os.path.isdir(root):
+        # The library lists nothing there; on the command line a mistyped --sysfs-root must not
+        # look like "no devices" with exit 0.
+        raise NotFoundError(f"sysfs root {root} is not a directory", path=root,
+                            hint="check --sysfs-root or $PCIAUTH_SYSFS_ROOT")
     devices = list_devices(slot=args.slot, ids=args.ids)
     if args.doe:
         devices = [d for d in devices if d.doe_mailboxes or d.doe_features]
