@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pciauth.errors import DmaError, NotFoundError
+from pciauth.errors import DmaError, NotFoundError, UsageError
 
 
 class DmaTimeout(DmaError):
@@ -174,7 +174,8 @@ def probe(vendor: int | None, device: int | None, class_code: int | None = None,
         for entry in DRIVERS:
             if entry.name == name:
                 return entry
-        raise NotFoundError(f"no DMA driver called {name!r}; known: {', '.join(e.name for e in DRIVERS)}")
+        # A name from the command line (--driver): a bad option value, exit 2 like every other.
+        raise UsageError(f"no DMA driver called {name!r}; known: {', '.join(e.name for e in DRIVERS)}")
     for entry in DRIVERS:
         if entry.matches(vendor, device, class_code, emulated):
             return entry
