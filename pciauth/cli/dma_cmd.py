@@ -24,6 +24,14 @@ def driver_options(args: argparse.Namespace) -> dict:
     return {"expect_serial": args.expect_serial} if args.expect_serial else {}
 
 
+def check_driver_options(args: argparse.Namespace, dev) -> None:
+    """Options meant for another driver are an error, not silently ignored."""
+    from pciauth.errors import UsageError
+
+    if args.expect_serial and dev.driver.name != "nvme":
+        raise UsageError(f"--expect-serial is for the nvme driver; {dev.name} uses the {dev.driver.name} driver")
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     add_device_options(p)
     p.add_argument("--size", default="1M", help="bytes per buffer, with K/M/G suffixes (default 1M)")
@@ -94,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     with pciauth.api.open(args.device, iommu=args.iommu, threshold=args.threshold, hugepages=args.hugepages,
                           driver=args.driver, bind=args.bind, force=args.force,
                           driver_options=driver_options(args)) as dev:
+        check_driver_options(args, dev)
         total = size * args.iterations
         with Progress(total, f"dma {args.device}") as bar:
             result = dev.dma.check(size, private=args.private, pattern=args.pattern,

@@ -219,6 +219,13 @@ def run(args: argparse.Namespace) -> int:
         steps.add("open", "failed", str(exc), error=exc.to_dict())
         dev = None
     if dev is not None:
+        from pciauth.cli.dma_cmd import check_driver_options
+
+        try:
+            check_driver_options(args, dev)
+        except PciauthError:
+            dev.close()
+            raise
         report.update(device=dev.name, emulated=dev.emulated, driver=dev.driver.name,
                       iommu=getattr(dev.backend, "name", "?"))
         if dev.emulated:
