@@ -39,12 +39,13 @@ class MeasurementBlock:
         return struct.pack("<BBH", self.index, self.spec, len(dmtf)) + dmtf
 
     def to_dict(self) -> dict:
+        vt = self.value_type
         return {
             "index": self.index,
             "spec": "dmtf" if self.spec == C.MEAS_SPEC_DMTF else f"0x{self.spec:02x}",
-            "type": self.type_name,
-            "type_value": self.value_type & 0x7F,
-            "representation": "raw" if self.is_raw else "digest",
+            "type": C.measurement_type_name(vt),
+            "type_value": vt & 0x7F,
+            "representation": "raw" if vt & C.DMTF_RAW_BIT else "digest",
             "value": self.value.hex(),
             "raw": (self.raw or self.encode()).hex(),
         }
@@ -56,8 +57,47 @@ def make_block(index: int, mtype: int, value: bytes, *, raw: bool) -> Measuremen
     return MeasurementBlock(b.index, b.spec, b.value_type, b.value, b.encode())
 
 
+_BLOCK_HEADER = struct.Struct("<BBH")  # Index, MeasurementSpecification, MeasurementSize
+_DMTF_HEADER = struct.Struct("<BH")  # DMTFSpecMeasurementValueType, DMTFSpecMeasurementValueSize
+
+
 def parse_record(record: bytes, count: int) -> list[MeasurementBlock]:
-    """Parse ``count`` blocks that must fill ``record`` exactly."""
+    """Parse ``count`` blocks that must fill ``record`` exactly.
+
+    The loop below checks every field; on the first thing it does not like it hands the whole
+    record to :func:`_parse_record_checked`, which walks it field by field and raises the error
+    that names the field. Both accept exactly the same records.
+    """
+    data = record if type(record) is bytes else bytes(record)
+    n = len(data)
+    pos = 0
+    blocks: list[MeasurementBlock] = []
+    seen: set[int] = set()
+    unpack_block, unpack_dmtf = _BLOCK_HEADER.unpack_from, _DMTF_HEADER.unpack_from
+    for _ in range(count):
+        end = pos + 4
+        if end > n:
+            break
+        index, spec, size = unpack_block(data, pos)
+        end += size
+        if (end > n or size < 3 or index == 0 or index == 0xFF or index in seen
+                or spec != C.MEAS_SPEC_DMTF):
+            break
+        vtype, vsize = unpack_dmtf(data, pos + 4)
+        if vsize != size - 3:
+            break
+        seen.add(index)
+        blocks.append(MeasurementBlock(index, spec, vtype, data[pos + 7 : end], data[pos:end]))
+        pos = end
+    else:
+        if pos == n:
+            return blocks
+    _parse_record_checked(data, count)
+    raise SpdmMalformed("MeasurementRecord: inconsistent measurement blocks", field="MeasurementRecord")
+
+
+def _parse_record_checked(record: bytes, count: int) -> list[MeasurementBlock]:
+    """Field-by-field parse of a measurement record; raises naming the first broken field."""
     r = Reader(record, "MeasurementRecord")
     blocks: list[MeasurementBlock] = []
     seen: set[int] = set()

@@ -93,7 +93,11 @@ class Version:
         n = r.u8("VersionNumberEntryCount")
         if n == 0:
             raise SpdmMalformed("VERSION: VersionNumberEntryCount is 0", field="VersionNumberEntryCount")
-        entries = [r.u16(f"VersionNumberEntry[{i}]") for i in range(n)]
+        if r.rest() >= 2 * n:  # every entry present: read them at once
+            entries = list(struct.unpack_from(f"<{n}H", r.data, r.pos))
+            r.pos += 2 * n
+        else:  # name the first missing entry
+            entries = [r.u16(f"VersionNumberEntry[{i}]") for i in range(n)]
         return cls(entries, r.end())
 
     @property
@@ -191,18 +195,33 @@ class AlgStruct:
             _U32.pack(e) for e in self.external)
 
 
+def _alg_struct_fields(i: int) -> tuple[str, str, str, str]:
+    """Field names of AlgStruct ``i`` for error messages (built once per index)."""
+    names = _ALG_STRUCT_FIELDS.get(i)
+    if names is None:
+        names = (f"AlgStruct[{i}].AlgType", f"AlgStruct[{i}].AlgCount", f"AlgStruct[{i}].AlgSupported",
+                 f"AlgStruct[{i}].AlgExternal")
+        if i < 256:  # param1 is a u8: at most 256 distinct indices
+            _ALG_STRUCT_FIELDS[i] = names
+    return names
+
+
+_ALG_STRUCT_FIELDS: dict[int, tuple[str, str, str, str]] = {}
+
+
 def _parse_alg_structs(r: Reader, n: int, what: str) -> list[AlgStruct]:
     out = []
     seen = set()
     for i in range(n):
-        t = r.u8(f"AlgStruct[{i}].AlgType")
-        cnt = r.u8(f"AlgStruct[{i}].AlgCount")
+        f_type, f_count, f_supported, f_external = _alg_struct_fields(i)
+        t = r.u8(f_type)
+        cnt = r.u8(f_count)
         fixed = cnt >> 4
         if fixed != 2:
             raise SpdmMalformed(f"{what}: AlgStruct[{i}] fixed algorithm width {fixed}, must be 2",
-                                field=f"AlgStruct[{i}].AlgCount")
-        supported = r.u16(f"AlgStruct[{i}].AlgSupported")
-        ext = [r.u32(f"AlgStruct[{i}].AlgExternal") for _ in range(cnt & 0xF)]
+                                field=f_count)
+        supported = r.u16(f_supported)
+        ext = [r.u32(f_external) for _ in range(cnt & 0xF)]
         if t in seen:
             raise SpdmMalformed(f"{what}: AlgType {t} repeated", field=f"AlgStruct[{i}].AlgType")
         if t not in (2, 3, 4, 5):
