@@ -59,30 +59,35 @@ def test_two_processes_are_serialized(tmp_path):
 
 HOLDER = textwrap.dedent(
     """
-    import sys, time
+    import select, sys
     from pciauth.doe import MailboxLock
     with MailboxLock(sys.argv[1]):
         print("held", flush=True)
-        time.sleep(float(sys.argv[2]))
+        # hold for the given time, or until the test closes our stdin
+        select.select([sys.stdin], [], [], float(sys.argv[2]))
     """
 )
 
 
 def _hold(name: str, seconds: float) -> subprocess.Popen:
     p = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, name, str(seconds)], env=_env(), stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, name, str(seconds)], env=_env(), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
     )
     assert p.stdout.readline().strip() == "held"
     return p
 
 
 def test_busy_names_the_holder_pid_and_waiting_works():
-    holder = _hold("0000:01:00.0", 0.8)
+    import threading
+
+    holder = _hold("0000:01:00.0", 60.0)
     try:
         with pytest.raises(DeviceBusy, match=f"pid {holder.pid}"):
             MailboxLock("0000:01:00.0", timeout=0.1).acquire()
         t0 = time.monotonic()
-        with MailboxLock("0000:01:00.0", timeout=10) as lock:
+        threading.Timer(0.5, holder.stdin.close).start()  # the holder lets go in 0.5 s
+        with MailboxLock("0000:01:00.0", timeout=20) as lock:
             assert lock.held
             assert time.monotonic() - t0 > 0.2
     finally:
@@ -90,12 +95,19 @@ def test_busy_names_the_holder_pid_and_waiting_works():
 
 
 def test_cli_waits_or_fails_with_refused_exit_code():
-    holder = _hold("emu:0", 1.0)
+    holder = _hold("emu:0", 60.0)  # held until released below: independent of machine load
     try:
         cmd = [sys.executable, "-m", "pciauth", "doe", "emu", "--lock-timeout"]
         busy = subprocess.run(cmd + ["0.1"], env=_env(), capture_output=True, text=True, timeout=30)
         assert busy.returncode == 8
         assert f"pid {holder.pid}" in busy.stderr
+        waiter = subprocess.Popen(cmd + ["20"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        time.sleep(0.3)
+        holder.stdin.close()  # release: the waiting process gets the lock
+        out, err = waiter.communicate(timeout=30)
+        assert waiter.returncode == 0, err
+        assert "0001:01  CMA/SPDM" in out
         ok = subprocess.run(cmd + ["10"], env=_env(), capture_output=True, text=True, timeout=30)
         assert ok.returncode == 0, ok.stderr
         assert "0001:01  CMA/SPDM" in ok.stdout
