@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from pciauth.errors import HostNotReady
+from pciauth.errors import HostNotReady, UsageError
 
 
 @dataclass
@@ -67,6 +67,14 @@ def open_pci(spec: str, *, iommu: str, bind: bool, sysfs_root: str | None, force
     if bind:
         steps.append(_bind(_need("pciauth.vfio.bind"), pdev, force, stack))
     else:
+        driver = getattr(pdev, "driver", None)
+        if driver != "vfio-pci":
+            # Say so before the IOMMU backend fails with a less helpful "no /dev/vfio/N".
+            raise UsageError(
+                f"--no-bind, but {pdev.name} is on {driver or 'no driver'}, not vfio-pci",
+                device=pdev.name,
+                hint=f"bind it first (`pciauth bind {pdev.name}`) or drop --no-bind",
+            )
         steps.append({"name": "bind", "status": "skipped", "detail": "--no-bind: the device must be bound already"})
     iommu_mod = _need("pciauth.iommu")
     backend = iommu_mod.open_backend(pdev, iommu)
