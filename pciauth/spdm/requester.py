@@ -196,12 +196,14 @@ class Requester:
     # --- one exchange, with ERROR handling ---
     def exchange(self, request: bytes, expect: int, *, session: Any = None) -> bytes:
         """Send ``request``; return the response of code ``expect`` (ERRORs raise or are retried)."""
-        name = C.code_name(request[1])
         version = request[0]
         busy = ready = 0
         message = request
         while True:
             response = self._send(message, session)
+            if len(response) >= 4 and response[1] == expect and response[0] == version:
+                return response  # the usual answer: the caller's parser checks the rest
+            name = C.code_name(request[1])
             h = M.parse_header(response)
             if h.code == C.Code.ERROR:
                 err = M.ErrorResponse.parse(response)
@@ -257,9 +259,11 @@ class Requester:
             hint(self.response_time(message[1] if session is None else C.Code.GET_MEASUREMENTS))
         try:
             if session is None:
-                return bytes(self.transport.exchange(message, secured=False))
+                response = self.transport.exchange(message, secured=False)
+                return response if type(response) is bytes else bytes(response)
             record = session.encrypt(message)
-            return session.decrypt(bytes(self.transport.exchange(record, secured=True)))
+            response = self.transport.exchange(record, secured=True)
+            return session.decrypt(response if type(response) is bytes else bytes(response))
         except PciauthError:
             raise
         except Exception as exc:
