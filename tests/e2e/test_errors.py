@@ -8,6 +8,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from fakesysfs import FakeSysfs
 
 from .clihelp import assert_json_error, assert_one_error_line, cli_env, run_cli
 
@@ -45,6 +46,11 @@ CASES = [
     ("dma-bad-pattern", ["dma", "emu", "--pattern", "nosuch"], 2, "unknown pattern"),
     ("dma-bad-pattern-hex", ["dma", "emu", "--pattern", "hex:zz"], 2, "bad hex"),
     ("dma-shared-window-empty", ["dma", "emu", "--shared"], 5, "no free shared IOVA space"),
+    ("dma-unknown-driver", ["dma", "emu", "--driver", "nosuch"], 2, "no DMA driver called 'nosuch'"),
+    ("dma-serial-not-nvme", ["dma", "emu", "--expect-serial", "SN1"], 2, "--expect-serial is for the nvme"),
+    ("list-sysfs-root-missing", ["list", "--sysfs-root", "/nonexistent/sys"], 3, "not a directory"),
+    ("dma-no-bind-not-on-vfio", ["dma", "01:00.0", "--no-bind", "--sysfs-root", "{one}"], 2, "not vfio-pci"),
+    ("bind-no-vfio-driver", ["bind", "01:00.0", "--sysfs-root", "{one}"], 7, "vfio-pci driver is not loaded"),
     ("run-zero-size", ["run", "emu", "--size", "0"], 2, "--size must be positive"),
     ("run-threshold-zero", ["run", "emu", "--threshold", "0"], 2, "no private window"),
     ("run-threshold-all", ["run", "emu", "--threshold", "all"], 2, "no shared window"),
@@ -64,9 +70,11 @@ CASES = [
 
 def _make_files(base) -> dict:
     (base / "empty" / "bus" / "pci" / "devices").mkdir(parents=True, exist_ok=True)
+    FakeSysfs(str(base / "one")).add_device("0000:01:00.0", driver="nvme", iommu_group=1)
     (base / "garbage.pem").write_text("garbage\n")
     (base / "emptydir").mkdir(exist_ok=True)
-    return {"empty": str(base / "empty"), "garbage": str(base / "garbage.pem"), "emptydir": str(base / "emptydir")}
+    return {"empty": str(base / "empty"), "garbage": str(base / "garbage.pem"), "emptydir": str(base / "emptydir"),
+            "one": str(base / "one")}
 
 
 @pytest.fixture

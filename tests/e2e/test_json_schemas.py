@@ -41,6 +41,7 @@ COMMANDS = {
     "list-doe": ["list", "--doe", "--json", "--sysfs-root", "{sysfs}"],
     "show-pci": ["show", "01:00.0", "--json", "--sysfs-root", "{sysfs}"],
     "show-emu": ["show", "emu", "--json"],
+    "show-hostile": ["show", "03:00.0", "--json", "--sysfs-root", "{hostile}"],
     "show-emu-knobs": ["show", "emu:1,cdat=1", "--json"],
     "doe-emu": ["doe", "emu:1", "--json"],
     "auth-emu": ["auth", "emu", "--json"],
@@ -61,11 +62,14 @@ def results(tmp_path_factory, e2e_cache) -> dict:
     fs.add_device("0000:01:00.0", vendor=0x1b36, device=0x0010, driver="nvme", iommu_group=7, config=doe,
                   doe_features=["0001:00", "0001:01"])
     fs.add_device("0000:02:00.0", config=ConfigImage(size=256))
+    hostile = FakeSysfs(str(base / "hostile"))
+    loop = ConfigImage().add_cap(0x40, 0x01).set_std_next(0x40, 0x40).add_ext_cap(0x100, 0x2E, 2)
+    hostile.add_device("0000:03:00.0", config=loop.set_ext_next(0x100, 0x100))
 
     def one(name):
         run_dir = base / f"run-{name}"
         run_dir.mkdir()
-        args = [a.format(sysfs=fs.root) for a in COMMANDS[name]]
+        args = [a.format(sysfs=fs.root, hostile=hostile.root) for a in COMMANDS[name]]
         return name, run_cli(cli_env(str(run_dir), e2e_cache), *args)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -175,3 +179,10 @@ def test_doctor(results) -> None:
         assert [line for line in r.err_lines if line.startswith("pciauth: error:")], r.describe()
     else:
         assert r.code == 0 and obj["error"] is None, r.describe()
+
+
+def test_show_reports_a_capability_loop_instead_of_following_it(results) -> None:
+    dev = ok_json(results, "show-hostile")["device"]
+    assert [c["offset"] for c in dev["capabilities"]] == [0x40]
+    assert [c["offset"] for c in dev["extended_capabilities"]] == [0x100]
+    assert len(dev["warnings"]) == 2 and all("loops back" in w for w in dev["warnings"]), dev["warnings"]
