@@ -40,7 +40,7 @@ def socket_runs(port: int, pki: Path, n: int) -> list[dict]:
     from pciauth.spdm.certs import load_trust_anchors
     from pciauth.spdm.socket import SocketTransport
 
-    anchors = load_trust_anchors([str(sorted(pki.glob("*/root.pem"))[0])])
+    anchors = load_trust_anchors([str(p) for p in sorted(pki.glob("*/root.pem"))])
     runs = []
     for _ in range(n):
         with SocketTransport("127.0.0.1", port) as transport:

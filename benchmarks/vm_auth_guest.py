@@ -48,11 +48,11 @@ def main() -> int:
     p.add_argument("-n", type=int, default=3)
     args = p.parse_args()
     from pciauth.doe import DoeTransport, find_mailbox, open_mailboxes
-    from pciauth.pci.device import list_devices
+    from pciauth.pci.select import list_devices
     from pciauth.spdm.certs import load_trust_anchors
 
-    root = sorted(Path(args.pki).glob("ecdsa-p256/root.pem")) or sorted(Path(args.pki).glob("*/root.pem"))
-    anchors = load_trust_anchors([str(root[0])])
+    # Every root of the PKI: the responder may negotiate any of its algorithms.
+    anchors = load_trust_anchors([str(p) for p in sorted(Path(args.pki).glob("*/root.pem"))])
     nvme = [d for d in list_devices() if d.class_code == NVME_CLASS][0]
     cfg = nvme.config_space(writable=True)
     counts = counting(cfg)
