@@ -177,7 +177,7 @@ class Responder(HandlerMixin):
         self.sessions: dict[int, Any] = {}
         self.pending: dict[int, tuple[int, bytes]] = {}
         self._flags = self.config.flags
-        self._caps = {name: C.flag_value(self._flags, name) for name in C.RESPONDER_FLAGS}
+        self._caps = _capability_values(self._flags)
         self._chain_hook = self.adversary.chain_transform(self)  # None unless a row changes the chain
         self._provisioned: tuple[int, dict[int, Slot]] | None = None
         self.reset()
@@ -317,3 +317,15 @@ class Responder(HandlerMixin):
             mask |= s.asym_bits
         return mask & self.config.base_asym
 
+
+def _capability_values(flags: int) -> dict[str, int]:
+    """``{capability name: value}`` of a Flags word (shared by responders with the same flags)."""
+    caps = _CAPS.get(flags)
+    if caps is None:
+        caps = {name: C.flag_value(flags, name) for name in C.RESPONDER_FLAGS}
+        if len(_CAPS) < 64:
+            _CAPS[flags] = caps
+    return caps
+
+
+_CAPS: dict[int, dict[str, int]] = {}

@@ -53,6 +53,20 @@ class ResponderSession:
     after_send: Any = None
 
 
+def _static(what: str, key: tuple, encode: Any) -> bytes:
+    """A response fully determined by ``key`` (VERSION, CAPABILITIES): encoded once per key."""
+    full = (what, *key)
+    resp = _STATIC.get(full)
+    if resp is None:
+        resp = encode()
+        if len(_STATIC) < 256:
+            _STATIC[full] = resp
+    return resp
+
+
+_STATIC: dict[tuple, bytes] = {}
+
+
 def _one_bit(mask: int) -> bool:
     return mask != 0 and mask & (mask - 1) == 0
 
@@ -79,7 +93,8 @@ class HandlerMixin:
         if session is not None:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
         self.reset()
-        resp = M.Version([M.Version.entry(v) for v in self.config.versions]).encode()
+        resp = _static("VERSION", tuple(self.config.versions),
+                       lambda: M.Version([M.Version.entry(v) for v in self.config.versions]).encode())
         self.transcript.add_a(req.raw, resp)
         self.state = AFTER_VERSION
         return resp
@@ -101,8 +116,9 @@ class HandlerMixin:
         self.req_flags = req.flags
         self.req_transfer_size = req.data_transfer_size if v >= C.V12 else 0
         flags = self._flags & C.flags_mask_for_version(v)
-        resp = M.Capabilities(v, self.config.ct_exponent, flags, self.config.data_transfer_size,
-                              self.config.max_spdm_msg_size).encode()
+        cfg = self.config
+        key = (v, cfg.ct_exponent, flags, cfg.data_transfer_size, cfg.max_spdm_msg_size)
+        resp = _static("CAPABILITIES", key, lambda: M.Capabilities(*key).encode())
         self.transcript.version = v
         self.transcript.add_a(req.raw, resp)
         self.state = AFTER_CAPABILITIES
