@@ -124,6 +124,8 @@ class JournalEntry:
                 f"journal entry {path}: bad driver {driver!r}", field="original_driver", path=path
             )
         created = data.get("created", 0.0)
+        if not isinstance(created, (int, float)) or not -1e18 < created < 1e18:
+            created = 0.0  # informational only: never a reason to leave a device unrestored
         return cls(
             device=device.lower(),  # type: ignore[union-attr]
             sysfs_root=text("sysfs_root") or "/sys",
@@ -132,7 +134,7 @@ class JournalEntry:
             mode=mode,  # type: ignore[arg-type]
             pid=pid,
             pid_start=pid_start,
-            created=float(created) if isinstance(created, (int, float)) else 0.0,
+            created=float(created),
         )
 
 
@@ -209,7 +211,7 @@ class Journal:
             )
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also 4300+ digit ints
             raise MalformedData(
                 f"journal entry {path} is not valid JSON: {e}", field="entry", path=path
             ) from None
