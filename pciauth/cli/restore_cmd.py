@@ -8,7 +8,7 @@ HELP = "restore the original drivers of every device pciauth bound (replays the 
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("device", nargs="?", help="only this device (full address)")
+    p.add_argument("device", nargs="?", help="only this device (a PCI address, e.g. 01:00.0)")
     p.add_argument("--force", action="store_true", help="also devices held by a running pciauth process")
 
 

@@ -30,7 +30,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-auth", dest="auth", action="store_false", help="skip authentication")
     p.add_argument("--trust-anchor", action="append", default=None, metavar="PEM",
                    help="trust anchor for authentication (repeatable; the emulated device's own root by default)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per device request")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per device request (default 10)")
 
 
 class Steps:
