@@ -193,7 +193,15 @@ def bind(
         binding.journal_path = journal.write(binding.entry())
     binding.changed = True
     try:
-        write_attr(os.path.join(path, "driver_override"), VFIO_DRIVER, step="SetDriverOverride", device=name)
+        try:
+            write_attr(os.path.join(path, "driver_override"), VFIO_DRIVER, step="SetDriverOverride", device=name)
+        except BaseException:
+            # The first write failed (not root, read-only sysfs): nothing changed, and no journal
+            # entry may say otherwise (doctor would report a device "left on vfio-pci").
+            binding.changed = False
+            with contextlib.suppress(Exception), journal.locked():
+                journal.remove(name)
+            raise
         if original is not None:
             write_attr(os.path.join(path, "driver", "unbind"), name, step="UnbindDriver", device=name)
         write_attr(os.path.join(root, "bus", "pci", "drivers_probe"), name, step="DriversProbe", device=name)
@@ -267,6 +275,10 @@ def restore_entry(
             "driver": now,
             "note": f"someone bound it to {now} since; pciauth left it alone",
         }
+    if now == entry.original_driver and now != VFIO_DRIVER and _override(path) == entry.original_override:
+        # Already as it was before the bind (the bind never got going, or someone restored it).
+        journal.remove(name)
+        return {"device": name, "action": "restored", "driver": now, "note": "already as before"}
     write_attr(
         os.path.join(path, "driver_override"),
         entry.original_override or "\n",
