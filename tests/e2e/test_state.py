@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -178,3 +180,54 @@ def test_responder_serves_survives_a_rude_client_and_closes_its_port(cli, tmp_pa
     assert p.returncode == 0 and "Traceback" not in err, (p.returncode, err)
     assert json.loads(out)["ok"] is True
     assert not _listening(port)
+
+
+def test_bind_failing_at_its_first_write_leaves_no_journal(cli, fake_tree) -> None:
+    override = os.path.join(fake_tree.dev_path(BDF), "driver_override")
+    os.unlink(override)
+    os.mkdir(override)  # the write fails as it would for a non-root user (root ignores modes)
+    r = cli("bind", "01:00.0")
+    assert r.code in (4, 5) and "SetDriverOverride" in r.err, r.describe()
+    assert fake_tree.driver(BDF) == "nvme" and _leftovers(cli.env) == set()
+
+
+def _nobody_prefix(*paths: str) -> list[str] | None:
+    """``setpriv`` to uid/gid 65534, if this interpreter, the repository and ``paths`` are usable
+    by nobody (pytest's temporary directories often are not)."""
+    if os.geteuid() != 0:
+        return None
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    try:
+        code = f"import os, pciauth.cli; [os.listdir(p) for p in {list(paths)!r}]"
+        probe = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
+                               timeout=30, env={"PYTHONPATH": os.path.dirname(os.path.dirname(HERE)),
+                                                "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if probe.returncode == 0 else None
+
+
+def test_non_root_bind_is_a_permission_error_and_leaves_nothing(cli) -> None:
+    base = tempfile.mkdtemp(prefix="pciauth-e2e-")  # pytest's own temp dirs are private to root
+    try:
+        os.chmod(base, 0o755)
+        fs = FakeSysfs(os.path.join(base, "sys"))
+        fs.add_device(BDF, driver="nvme", group=3)
+        run_dir = os.path.join(base, "run")
+        home = os.path.join(base, "home")
+        for d in (run_dir, home):
+            os.mkdir(d)
+            os.chmod(d, 0o777)
+        prefix = _nobody_prefix(fs.root, run_dir)
+        if prefix is None:
+            pytest.skip("needs root, setpriv, and an interpreter and repository that uid 65534 can use")
+        env = dict(cli.env, HOME=home, XDG_CACHE_HOME=os.path.join(home, "cache"), PCIAUTH_RUN_DIR=run_dir,
+                   PCIAUTH_SYSFS_ROOT=fs.root)
+        with FakeDriverCore(fs):
+            p = subprocess.run([*prefix, sys.executable, "-m", "pciauth", "bind", "01:00.0"], capture_output=True,
+                               text=True, env=env, timeout=60)
+        assert p.returncode == 4 and p.stderr.count("pciauth: error:") == 1, (p.returncode, p.stderr)
+        assert fs.driver(BDF) == "nvme"
+        assert [n for n in os.listdir(run_dir) if not n.endswith(".lock")] == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
