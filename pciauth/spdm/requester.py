@@ -97,6 +97,20 @@ class RequesterConfig:
         return C.make_flags(caps, C.REQUESTER_FLAGS)
 
 
+#: MeasurementHashAlgo bits pciauth understands: raw bit streams and every base hash it has
+_KNOWN_MEAS_HASH = C.MEAS_HASH_RAW | sum(C.BASE_HASH_TO_MEAS_HASH[b] for b in A.HASH_ALGOS)
+
+#: Requests fully determined by the configuration (GET_CAPABILITIES, NEGOTIATE_ALGORITHMS and
+#: its AlgStructs), encoded once per distinct configuration.
+_REQUESTS: dict[tuple, Any] = {}
+
+
+def _remember(key: tuple, value: Any) -> Any:
+    if len(_REQUESTS) < 256:
+        _REQUESTS[key] = value
+    return value
+
+
 def _one_bit(mask: int) -> bool:
     return mask != 0 and mask & (mask - 1) == 0
 
@@ -286,8 +300,11 @@ class Requester:
         self.t.add_a(req, ver.raw)
 
         self.step = "capabilities"
-        req = M.GetCapabilities(v, cfg.ct_exponent, cfg.flags, cfg.data_transfer_size,
-                                cfg.max_spdm_msg_size).encode()
+        key = ("GET_CAPABILITIES", v, cfg.ct_exponent, type(cfg), bool(cfg.session), cfg.data_transfer_size, cfg.max_spdm_msg_size)
+        req = _REQUESTS.get(key)
+        if req is None:
+            req = _remember(key, M.GetCapabilities(v, cfg.ct_exponent, cfg.flags, cfg.data_transfer_size,
+                                                   cfg.max_spdm_msg_size).encode())
         caps = M.Capabilities.parse(self.exchange(req, C.Code.CAPABILITIES))
         if caps.ct_exponent > C.CT_EXPONENT_MAX:
             raise SpdmError(f"CAPABILITIES: CTExponent {caps.ct_exponent} is over {C.CT_EXPONENT_MAX}")
@@ -315,14 +332,19 @@ class Requester:
 
     def _negotiate(self, report: AuthReport) -> None:
         cfg, v = self.config, self.version
-        structs = []
-        if v >= C.V11:
-            structs = [M.AlgStruct(C.AlgType.DHE, cfg.dhe), M.AlgStruct(C.AlgType.AEAD, cfg.aead),
-                       M.AlgStruct(C.AlgType.REQ_BASE_ASYM, cfg.base_asym),
-                       M.AlgStruct(C.AlgType.KEY_SCHEDULE, C.KEY_SCHEDULE_SPDM)]
-        other = C.OPAQUE_FMT_1 if v >= C.V12 else 0
-        req = M.NegotiateAlgorithms(v, C.MEAS_SPEC_DMTF, other, cfg.base_asym, cfg.base_hash,
-                                    structs=structs).encode()
+        key = ("NEGOTIATE_ALGORITHMS", v, cfg.dhe, cfg.aead, cfg.base_asym, cfg.base_hash)
+        cached = _REQUESTS.get(key)
+        if cached is None:
+            structs = []
+            if v >= C.V11:
+                structs = [M.AlgStruct(C.AlgType.DHE, cfg.dhe), M.AlgStruct(C.AlgType.AEAD, cfg.aead),
+                           M.AlgStruct(C.AlgType.REQ_BASE_ASYM, cfg.base_asym),
+                           M.AlgStruct(C.AlgType.KEY_SCHEDULE, C.KEY_SCHEDULE_SPDM)]
+            other = C.OPAQUE_FMT_1 if v >= C.V12 else 0
+            req = M.NegotiateAlgorithms(v, C.MEAS_SPEC_DMTF, other, cfg.base_asym, cfg.base_hash,
+                                        structs=structs).encode()
+            cached = _remember(key, (req, tuple(structs), other))
+        req, structs, other = cached
         alg = M.Algorithms.parse(self.exchange(req, C.Code.ALGORITHMS))
         self._check_algorithms(alg, structs, other)
         self.t.add_a(req, alg.raw)
@@ -340,7 +362,7 @@ class Requester:
         }
         report.check("algorithms", True, f"{report.algorithms['base_asym']} / {report.algorithms['base_hash']}")
 
-    def _check_algorithms(self, alg: M.Algorithms, structs: list[M.AlgStruct], other: int) -> None:
+    def _check_algorithms(self, alg: M.Algorithms, structs: Any, other: int) -> None:
         cfg = self.config
 
         def pick(value: int, offered: int, what: str, required: bool) -> int:
@@ -360,8 +382,7 @@ class Requester:
             raise SpdmError("ALGORITHMS: selects external algorithms, none were offered")
         if self.cap("MEAS_CAP"):
             pick(alg.measurement_spec, C.MEAS_SPEC_DMTF, "MeasurementSpecificationSel", True)
-            known = C.MEAS_HASH_RAW | sum(C.BASE_HASH_TO_MEAS_HASH[b] for b in A.HASH_ALGOS)
-            self.meas_hash_bit = pick(alg.measurement_hash, known, "MeasurementHashAlgo", True)
+            self.meas_hash_bit = pick(alg.measurement_hash, _KNOWN_MEAS_HASH, "MeasurementHashAlgo", True)
         elif alg.measurement_hash or alg.measurement_spec:
             raise SpdmError("ALGORITHMS: measurement algorithms selected without MEAS_CAP")
         if self.version >= C.V12:
