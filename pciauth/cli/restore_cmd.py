@@ -14,7 +14,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pciauth.cli.output import print_json
-    from pciauth.errors import BindError
+    from pciauth.errors import BindError, PermissionDeniedError
     from pciauth.vfio import bind as vbind
     from pciauth.vfio.journal import Journal
 
@@ -32,8 +32,17 @@ def run(args: argparse.Namespace) -> int:
     journal = Journal()
     results = vbind.restore_all(journal, device=device, force=args.force)
     failed = [r for r in results if r["action"] == "failed"]
+    error = None
+    if failed:
+        if {r.get("exit_code") for r in failed} == {int(PermissionDeniedError.exit_code)}:
+            error = PermissionDeniedError(f"{len(failed)} device(s) could not be restored: permission denied",
+                                          hint="run `sudo pciauth restore`")
+        else:
+            error = BindError(f"{len(failed)} device(s) could not be restored", step="Restore",
+                              hint="see the lines above; fix the cause and run `pciauth restore` again")
     if args.json:
-        print_json({"ok": not failed, "journal": journal.directory, "results": results})
+        print_json({"ok": not failed, "journal": journal.directory, "results": results,
+                    "error": error.to_dict() if error else None})
     else:
         if not results:
             print(f"nothing to restore (journal: {journal.directory})")
@@ -44,15 +53,11 @@ def run(args: argparse.Namespace) -> int:
             if r.get("note"):
                 line += f": {r['note']}"
             print(line)
-    if failed:
-        if args.json:
-            import sys
+    if error is None:
+        return 0
+    if args.json:  # the JSON above carries the error; the one stderr line still goes out
+        import sys
 
-            print(f"pciauth: error: {len(failed)} device(s) could not be restored", file=sys.stderr)
-            return int(BindError.exit_code)
-        raise BindError(
-            f"{len(failed)} device(s) could not be restored",
-            step="Restore",
-            hint="see the lines above; fix the cause and run `pciauth restore` again",
-        )
-    return 0
+        print(f"pciauth: error: {error}", file=sys.stderr)
+        return int(error.exit_code)
+    raise error

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pciauth.errors import BindError, DeviceBusy, HostNotReady, RefusedError
+from pciauth.errors import BindError, DeviceBusy, HostNotReady, RefusedError, exit_code_for
 from pciauth.pci import sysfs
 from pciauth.vfio import safety
 from pciauth.vfio.journal import Journal, JournalEntry
@@ -422,7 +422,8 @@ def _replay(journal: Journal, results: list[dict]) -> list[dict]:
         try:
             results.append(restore_entry(entry, journal=journal))
         except Exception as exc:  # start-up must go on; `pciauth restore` reports it
-            results.append({"device": entry.device, "action": "failed", "note": str(exc), "journal": path})
+            results.append({"device": entry.device, "action": "failed", "note": str(exc), "journal": path,
+                            "exit_code": int(exit_code_for(exc))})
     return results
 
 
@@ -455,7 +456,8 @@ def restore_all(
         try:
             results.append(restore_entry(entry, journal=journal))
         except Exception as exc:
-            results.append({"device": entry.device, "action": "failed", "note": str(exc), "journal": path})
+            results.append({"device": entry.device, "action": "failed", "note": str(exc), "journal": path,
+                            "exit_code": int(exit_code_for(exc))})
     return results
 
 
