@@ -110,7 +110,7 @@ def test_bind_unbind_restore_round_trip(cli, fake_tree) -> None:
     assert _leftovers(cli.env) == set()
 
     r = cli("restore", "--json")
-    assert r.code == 0 and r.json() == {"ok": True, "journal": cli.env["PCIAUTH_RUN_DIR"], "results": []}
+    assert r.code == 0 and r.json() == {"ok": True, "journal": cli.env["PCIAUTH_RUN_DIR"], "results": [], "error": None}
 
 
 def test_restore_after_kill_9(cli, fake_tree) -> None:
