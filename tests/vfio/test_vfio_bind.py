@@ -20,13 +20,13 @@ def dev():
 
 
 def test_bind_and_restore_sequence(env, core) -> None:
-    b = vbind.bind(dev(), timeout=2)
+    b = vbind.bind(dev(), timeout=20)
     assert env.driver(BDF) == "vfio-pci"
     assert b.changed and b.original_driver == "nvme" and b.iommu_group == 3 and b.vfio_cdev == "vfio0"
     entry = Journal().read(BDF)
     assert entry is not None and entry.original_driver == "nvme" and entry.mode == "session"
     assert core.events == [("unbind", BDF, "nvme"), ("bind", BDF, "vfio-pci")]
-    result = vbind.restore(b, timeout=2)
+    result = vbind.restore(b, timeout=20)
     assert result["action"] == "restored" and result["driver"] == "nvme"
     assert env.driver(BDF) == "nvme" and env.override(BDF) is None
     assert Journal().read(BDF) is None
@@ -34,14 +34,14 @@ def test_bind_and_restore_sequence(env, core) -> None:
 
 
 def test_never_uses_new_id(env, core) -> None:
-    with vbind.bound(dev(), timeout=2):
+    with vbind.bound(dev(), timeout=20):
         pass
     for drv in os.listdir(env.path("bus/pci/drivers")):
         assert not os.path.exists(env.path("bus/pci/drivers", drv, "new_id"))
 
 
 def test_context_manager_restores_on_exception(env, core) -> None:
-    with pytest.raises(ZeroDivisionError), vbind.bound(dev(), timeout=2):
+    with pytest.raises(ZeroDivisionError), vbind.bound(dev(), timeout=20):
         assert env.driver(BDF) == "vfio-pci"
         1 / 0  # noqa: B018
     assert env.driver(BDF) == "nvme"
@@ -52,7 +52,7 @@ def test_sigterm_inside_bound_restores_then_reraises(env, core) -> None:
     seen = []
     previous = signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
     try:
-        with vbind.bound(dev(), timeout=2):
+        with vbind.bound(dev(), timeout=20):
             signal.raise_signal(signal.SIGTERM)
             pytest.fail("the signal should have unwound the block")
     finally:
@@ -62,7 +62,7 @@ def test_sigterm_inside_bound_restores_then_reraises(env, core) -> None:
 
 
 def test_sigint_becomes_keyboardinterrupt_after_restore(env, core) -> None:
-    with pytest.raises(KeyboardInterrupt), vbind.bound(dev(), timeout=2):
+    with pytest.raises(KeyboardInterrupt), vbind.bound(dev(), timeout=20):
         signal.raise_signal(signal.SIGINT)
     assert env.driver(BDF) == "nvme"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -71,14 +71,14 @@ def test_sigint_becomes_keyboardinterrupt_after_restore(env, core) -> None:
 def test_device_without_driver_restores_to_none(env, core) -> None:
     env.add_device("0000:02:00.0", driver=None, group=4)
     d = find_device("0000:02:00.0")
-    with vbind.bound(d, timeout=2) as b:
+    with vbind.bound(d, timeout=20) as b:
         assert env.driver("0000:02:00.0") == "vfio-pci" and b.original_driver is None
     assert env.driver("0000:02:00.0") is None
 
 
 def test_already_on_vfio_is_left_alone(env, core) -> None:
     env.link(BDF, "vfio-pci")
-    with vbind.bound(dev(), timeout=2) as b:
+    with vbind.bound(dev(), timeout=20) as b:
         assert not b.changed and b.warnings
     assert env.driver(BDF) == "vfio-pci"
     assert Journal().read(BDF) is None
@@ -105,18 +105,18 @@ def test_vfio_refuses_then_everything_is_undone(env) -> None:
 
 
 def test_restore_binds_original_explicitly_when_probe_picks_none(env, core) -> None:
-    b = vbind.bind(dev(), timeout=2)
+    b = vbind.bind(dev(), timeout=20)
     env.native[BDF] = None  # drivers_probe will not find nvme by itself
-    vbind.restore(b, timeout=2)
+    vbind.restore(b, timeout=20)
     assert env.driver(BDF) == "nvme"
     assert ("bind", BDF, "nvme") in core.events
 
 
 def test_restore_leaves_a_device_someone_else_took(env, core) -> None:
-    b = vbind.bind(dev(), timeout=2)
+    b = vbind.bind(dev(), timeout=20)
     env.add_driver("other")
     env.link(BDF, "other")
-    assert vbind.restore(b, timeout=2)["action"] == "left"
+    assert vbind.restore(b, timeout=20)["action"] == "left"
     assert env.driver(BDF) == "other"
 
 
@@ -128,7 +128,7 @@ def test_refuses_when_held_by_a_live_session(env, core) -> None:
 
 
 def test_stale_session_is_replayed(env, core) -> None:
-    b = vbind.bind(dev(), timeout=2)
+    b = vbind.bind(dev(), timeout=20)
     # Pretend the owner died: a pid that cannot exist.
     path = Journal().path_for(BDF)
     with open(path) as f:
@@ -141,7 +141,7 @@ def test_stale_session_is_replayed(env, core) -> None:
 
 
 def test_persistent_entries_survive_start_up_replay(env, core) -> None:
-    vbind.bind(dev(), timeout=2, mode="persistent")
+    vbind.bind(dev(), timeout=20, mode="persistent")
     assert vbind.replay_stale() == []
     assert env.driver(BDF) == "vfio-pci"
     results = vbind.restore_all()
@@ -150,7 +150,7 @@ def test_persistent_entries_survive_start_up_replay(env, core) -> None:
 
 
 def test_restore_all_skips_live_sessions_unless_forced(env, core) -> None:
-    vbind.bind(dev(), timeout=2)  # this process is alive
+    vbind.bind(dev(), timeout=20)  # this process is alive
     assert [r["action"] for r in vbind.restore_all()] == ["skipped"]
     assert [r["action"] for r in vbind.restore_all(force=True)] == ["restored"]
 
@@ -171,7 +171,7 @@ def test_boot_vga_refused_unless_forced(env, core) -> None:
         f.write("1\n")
     with pytest.raises(RefusedError, match="boot VGA"):
         vbind.bind(dev(), timeout=1)
-    b = vbind.bind(dev(), timeout=2, force=True)
+    b = vbind.bind(dev(), timeout=20, force=True)
     assert any("boot VGA" in w for w in b.warnings)
     vbind.restore(b)
 
@@ -185,7 +185,7 @@ def test_network_interface_up_refused(env, core) -> None:
         vbind.bind(dev(), timeout=1)
     write(os.path.join(net, "flags"), "0x1002\n")
     write(os.path.join(net, "operstate"), "down\n")
-    vbind.restore(vbind.bind(dev(), timeout=2))
+    vbind.restore(vbind.bind(dev(), timeout=20))
 
 
 def _add_block(env, name: str, devnum: str, parent: str) -> str:
@@ -226,7 +226,7 @@ def test_swap_refused(env, core) -> None:
 def test_unmounted_block_device_is_fine(env, core) -> None:
     _add_block(env, "nvme0n1", "259:0", os.path.join(env.dev_path(BDF), "nvme", "nvme0"))
     (env.tmp / "proc/self/mountinfo").write_text("29 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
-    vbind.restore(vbind.bind(dev(), timeout=2))
+    vbind.restore(vbind.bind(dev(), timeout=20))
 
 
 def test_group_blockers_named(env, core) -> None:
@@ -245,22 +245,22 @@ def test_driverctl_override_not_clobbered(env, core) -> None:
     with pytest.raises(RefusedError, match="driverctl"):
         vbind.bind(dev(), timeout=1)
     (d / f"pci-{BDF}").write_text("vfio-pci\n")
-    vbind.restore(vbind.bind(dev(), timeout=2))
+    vbind.restore(vbind.bind(dev(), timeout=20))
 
 
 def test_foreign_driver_override_not_clobbered_and_restored_when_forced(env, core) -> None:
     write(os.path.join(env.dev_path(BDF), "driver_override"), "nvme\n")
     with pytest.raises(RefusedError, match="driver_override"):
         vbind.bind(dev(), timeout=1)
-    b = vbind.bind(dev(), timeout=2, force=True)
-    vbind.restore(b, timeout=2)
+    b = vbind.bind(dev(), timeout=20, force=True)
+    vbind.restore(b, timeout=20)
     assert env.override(BDF) == "nvme"  # put back as it was
 
 
 def test_ignored_signals_stay_ignored(env, core) -> None:
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        with vbind.bound(dev(), timeout=2):
+        with vbind.bound(dev(), timeout=20):
             assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
             signal.raise_signal(signal.SIGHUP)  # nohup'ed: nothing happens
             assert env.driver(BDF) == "vfio-pci"
@@ -280,7 +280,7 @@ def test_signal_during_restore_waits_for_the_restore(env, core, monkeypatch) -> 
     monkeypatch.setattr(vbind, "restore_entry", restore_with_interruption)
     previous = signal.signal(signal.SIGTERM, lambda s, f: seen.append(env.driver(BDF)))
     try:
-        with vbind.bound(dev(), timeout=2):
+        with vbind.bound(dev(), timeout=20):
             pass
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -308,7 +308,7 @@ def test_hostile_tree_pieces_do_not_crash(env, core) -> None:
     d = dev()
     assert safety.group_blockers(d) == [] and safety.group_members(d) == []
     assert safety.in_use_reasons(d) == []
-    b = vbind.bind(d, timeout=2)
+    b = vbind.bind(d, timeout=20)
     assert b.iommu_group is None
     vbind.restore(b)
     assert env.driver(BDF) == "nvme"
@@ -327,7 +327,7 @@ def test_missing_device_directory(env, core) -> None:
 def test_restore_of_a_vanished_device_drops_the_entry(env, core) -> None:
     import shutil
 
-    b = vbind.bind(dev(), timeout=2)
+    b = vbind.bind(dev(), timeout=20)
     os.unlink(env.path("bus/pci/devices", BDF))
     shutil.rmtree(env.dev_path(BDF))
     assert vbind.restore(b)["action"] == "gone"
