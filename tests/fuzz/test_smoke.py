@@ -21,11 +21,7 @@ MUTANTS = 400
 #: Bugs reported but not fixed yet, per target, as "exception type@file of the innermost pciauth
 #: frame" (no line number: the owners' edits move lines). Each has an xfail regression test here;
 #: remove its entry when the fix lands.
-_CERTS = {"InvalidVersion@certs.py", "KeyError@certs.py", "DuplicateExtension@certs.py"}
 KNOWN: dict[str, set[str]] = {
-    "spdm_certs": _CERTS,
-    "requester": _CERTS,
-    "trust_anchors": _CERTS | {"ValueError@cert_checks.py"},
     "reference": {"RecursionError@reference.py", "ValueError@reference.py"},
     "doe_record": {"RecursionError@record.py", "ValueError@record.py"},
 }
