@@ -204,6 +204,19 @@ def make_flags(values: dict[str, int], table: dict[str, tuple[int, int, int]] = 
 
 def flag_names(flags: int, table: dict[str, tuple[int, int, int]] = RESPONDER_FLAGS) -> dict[str, int]:
     """Decode a Flags word into ``{name: value}`` for every non-zero field (for reports)."""
+    key = (flags, id(table))
+    cached = _NAMES.get(key)
+    if cached is None:
+        cached = _flag_names(flags, table)
+        if len(_NAMES) < 256 and table in (RESPONDER_FLAGS, REQUESTER_FLAGS):
+            _NAMES[key] = cached
+    return dict(cached)  # the caller's own copy
+
+
+_NAMES: dict[tuple[int, int], dict[str, int]] = {}
+
+
+def _flag_names(flags: int, table: dict[str, tuple[int, int, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
     known = 0
     for name, (bit, width, _) in table.items():
@@ -234,6 +247,23 @@ _MASKS: dict[tuple[int, int], int] = {}
 
 def flag_problem(flags: int, version: int, *, requester: bool) -> str | None:
     """Why a Flags word breaks DSP0274's rules for ``version`` (None when it is consistent).
+
+    A pure function of its arguments: the answer is kept per (flags, version, side).
+    """
+    key = (flags, version, requester)
+    if key in _PROBLEMS:
+        return _PROBLEMS[key]
+    problem = _flag_problem(flags, version, requester=requester)
+    if len(_PROBLEMS) < 1024:
+        _PROBLEMS[key] = problem
+    return problem
+
+
+_PROBLEMS: dict[tuple[int, int, bool], str | None] = {}
+
+
+def _flag_problem(flags: int, version: int, *, requester: bool) -> str | None:
+    """The rules of :func:`flag_problem`.
 
     The same rules libspdm applies to both directions: reserved values, key exchange needing
     ENCRYPT_CAP or MAC_CAP (and session-only flags needing key exchange), CERT_CAP and
