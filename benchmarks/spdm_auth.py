@@ -33,7 +33,10 @@ Target (issue 3): codec+state under 20% of the crypto time, per algorithm set; j
 in-memory rows (the socket rows add the loopback TCP stack, shown for information), for both
 sides together and for the requester alone.
 
-    python benchmarks/spdm_auth.py [--rounds N] [--quick] [--no-socket]
+Each figure is the lowest of --repeat batches of --rounds handshakes (other processes only add
+time). Exit status 1 when a handshake failed to authenticate.
+
+    python benchmarks/spdm_auth.py [--rounds N] [--repeat K] [--quick] [--no-socket]
 """
 
 from __future__ import annotations
@@ -184,10 +187,29 @@ def socket_transport_factory(cfg: ResponderConfig) -> tuple[Callable[[], Any], C
 
 
 def measure(meter: Meter, overhead: tuple[float, float], make: Callable[[], Any], qcfg: RequesterConfig,
-            rounds: int) -> dict:
+            rounds: int, repeat: int) -> dict:
+    """Best of ``repeat`` batches of ``rounds`` handshakes: each figure is its lowest batch value.
+
+    On a shared machine other processes only ever add time; the lowest of several batches is
+    the least disturbed estimate of each part (crypto and codec+state alike).
+    """
     transport = make()
     Requester(transport, qcfg).authenticate()  # warm-up (caches, imports)
     transport.close()
+    batches = [_batch(meter, overhead, make, qcfg, rounds) for _ in range(repeat)]
+    best = batches[0]
+    best["ok"] = sum(b["ok"] for b in batches)
+    best["rounds"] = rounds * repeat
+    for part in (*SIDES, "both"):
+        for k in ("total", "crypto", "x509", "other"):
+            best[part][k] = min(b[part][k] for b in batches)
+        d = best[part]
+        d["ratio"] = d["other"] / d["crypto"] if d["crypto"] > 0 else float("inf")
+    return best
+
+
+def _batch(meter: Meter, overhead: tuple[float, float], make: Callable[[], Any], qcfg: RequesterConfig,
+           rounds: int) -> dict:
     meter.reset()
     ok = 0
     p0, m0 = time.process_time(), THREAD_CLOCK()
@@ -216,20 +238,23 @@ def measure(meter: Meter, overhead: tuple[float, float], make: Callable[[], Any]
     return out
 
 
-def unmetered(make: Callable[[], Any], qcfg: RequesterConfig, rounds: int) -> float:
-    """CPU ms per handshake with no wrapper installed (the cross-check of the metered total)."""
+def unmetered(make: Callable[[], Any], qcfg: RequesterConfig, rounds: int, repeat: int) -> float:
+    """CPU ms per handshake with no wrapper installed, best batch (cross-check of the metered total)."""
     transport = make()
     Requester(transport, qcfg).authenticate()
     transport.close()
-    t0 = time.process_time()
-    for _ in range(rounds):
-        transport = make()
-        Requester(transport, qcfg).authenticate()
-        transport.close()
-    return 1000 * (time.process_time() - t0) / rounds
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        for _ in range(rounds):
+            transport = make()
+            Requester(transport, qcfg).authenticate()
+            transport.close()
+        best = min(best, time.process_time() - t0)
+    return 1000 * best / rounds
 
 
-def run_rows(rounds: int, quick: bool, use_socket: bool) -> tuple[list[dict], tuple[float, float]]:
+def run_rows(rounds: int, repeat: int, quick: bool, use_socket: bool) -> tuple[list[dict], tuple[float, float]]:
     cases = []
     sets = SETS[:2] if quick else SETS
     for label, alg, asym, hash_bit in sets:
@@ -252,7 +277,7 @@ def run_rows(rounds: int, quick: bool, use_socket: bool) -> tuple[list[dict], tu
         if made is None:
             continue
         try:
-            plain[(label, mode)] = unmetered(made[0], qcfg, rounds)
+            plain[(label, mode)] = unmetered(made[0], qcfg, rounds, repeat)
         finally:
             made[1]()
     meter = Meter()
@@ -264,7 +289,7 @@ def run_rows(rounds: int, quick: bool, use_socket: bool) -> tuple[list[dict], tu
         if made is None:
             continue
         try:
-            row = measure(meter, overhead, made[0], qcfg, rounds)
+            row = measure(meter, overhead, made[0], qcfg, rounds, repeat)
         finally:
             made[1]()
         row.update({"set": label, "mode": mode, "plain_ms": plain[(label, mode)]})
@@ -315,7 +340,7 @@ def verdict(ratio: float) -> str:
 
 
 def print_tables(rows: list[dict], overhead: tuple[float, float]) -> bool:
-    print("CPU ms per handshake. plain = total of a first pass with nothing wrapped (cross-check of "
+    print("CPU ms per handshake, best batch per figure. plain = total of a first pass with nothing wrapped (cross-check of "
           "total, which is\nmetered and has the wrapper cost removed). ratio = codec+state / crypto; "
           f"target below {100 * TARGET:.0f}% (judged in memory).\n")
     print(f"{'algorithm set':27} {'mode':6} {'ok':>5} | {'plain':>6} {'total':>6} {'crypto':>6} {'x509':>6} {'codec':>6} "
@@ -344,11 +369,12 @@ def print_tables(rows: list[dict], overhead: tuple[float, float]) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=10, help="handshakes per batch")
+    ap.add_argument("--repeat", type=int, default=5, help="batches; each figure is the best batch's")
     ap.add_argument("--quick", action="store_true", help="two ECDSA sets only")
     ap.add_argument("--no-socket", action="store_true")
     args = ap.parse_args()
-    rows, overhead = run_rows(args.rounds, args.quick, not args.no_socket)
+    rows, overhead = run_rows(args.rounds, args.repeat, args.quick, not args.no_socket)
     met = print_tables(rows, overhead)
     print(f"codec alone (parse every request and response of one ecdsa-p256 handshake): {codec_only():.3f} ms")
     failing = sorted({r["set"] for r in rows if r["mode"] == "memory" and
