@@ -25,3 +25,15 @@ def _private_run_dir(tmp_path_factory, monkeypatch):
     """Lock files and binding journals of tests never touch the real /run/pciauth."""
     if "PCIAUTH_RUN_DIR" not in os.environ:
         monkeypatch.setenv("PCIAUTH_RUN_DIR", str(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _emu_pki_cache(tmp_path_factory):
+    """The emulated device's PKI goes to one temporary cache per test session, never ~/.cache."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved

@@ -1,24 +1,10 @@
-"""Auth tests share one emulated-device PKI cache (generated once per session, off ~/.cache)."""
+"""Helpers of the auth tests (the emulated PKI cache fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-
-import pytest
 
 from pciauth.cli import main
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _emu_pki_cache(tmp_path_factory):
-    saved = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if saved is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = saved
 
 
 def run_json(capsys, *argv: str) -> tuple[int, dict]:

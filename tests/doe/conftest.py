@@ -29,17 +29,3 @@ def device() -> EmulatedDevice:
 @pytest.fixture
 def mailbox(device) -> DoeMailbox:
     return cma_mailbox(device, timeout=0.3)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _emu_pki_cache(tmp_path_factory):
-    """The emulated device's PKI goes to a temporary cache, never the user's ~/.cache."""
-    import os
-
-    saved = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if saved is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = saved
