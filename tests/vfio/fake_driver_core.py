@@ -136,6 +136,19 @@ class FakeDriverCore(threading.Thread):
         open(path, "w").close()
         return text
 
+    @staticmethod
+    def _peek(path: str) -> str | None:
+        try:
+            with open(path) as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
+    def _unbind_pending(self, bdf: str) -> bool:
+        """An unbind of ``bdf`` written after this step read the unbind files."""
+        drv = self.fs.driver(bdf)
+        return drv is not None and self._peek(self.fs.path("bus/pci/drivers", drv, "unbind")) == bdf
+
     def _attach(self, bdf: str, driver: str | None) -> None:
         if driver and driver not in self.refuse and os.path.isdir(self.fs.path("bus/pci/drivers", driver)):
             self.fs.link(bdf, driver)
@@ -157,7 +170,11 @@ class FakeDriverCore(threading.Thread):
             bdf = self._take(os.path.join(drivers_dir, drv, "bind"))
             if bdf and self.fs.driver(bdf) is None:
                 self._attach(bdf, drv)
-        bdf = self._take(self.fs.path("bus/pci/drivers_probe"))
+        probe = self.fs.path("bus/pci/drivers_probe")
+        pending = self._peek(probe)
+        if pending and self._unbind_pending(pending):
+            return  # the kernel handles writes in order: the unbind first, next step the probe
+        bdf = self._take(probe)
         if bdf and self.fs.driver(bdf) is None:
             self._attach(bdf, self.fs.override(bdf) or self.fs.native.get(bdf))
 
