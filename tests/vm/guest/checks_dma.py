@@ -140,7 +140,7 @@ def dma_unmapped() -> dict:
     return {"fault_lines": lines}
 
 
-@check("threshold_windows_real_ioas", variants=("intel-iommu",))
+@check("threshold_windows_real_ioas", variants=VIOMMU)
 def threshold_windows() -> dict:
     """pciauth's window rules on a real IOAS: private below X, shared at or above X."""
     from pciauth.dma.buffer import DmaBuffer
