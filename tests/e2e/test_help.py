@@ -49,3 +49,8 @@ def test_version(cli) -> None:
 
 def test_pki_without_an_action(cli) -> None:
     assert_one_error_line(cli("pki"), 2, "needs an action")
+
+
+def test_common_options_also_before_the_command(cli) -> None:
+    r = cli("--json", "show", "emu:2")
+    assert r.code == 0 and r.json()["device"]["address"] == "emu:2", r.describe()
