@@ -81,3 +81,24 @@ def test_the_harness_notices_a_rule_break():
 
     assert isinstance(run_one(bad, b""), IndexError)
     assert run_one(good, b"") is None
+
+
+def _crash_inputs() -> list[tuple[str, str]]:
+    import glob
+    import os
+
+    from common import CRASH_DIR
+
+    return sorted((os.path.basename(os.path.dirname(p)), p) for p in glob.glob(os.path.join(CRASH_DIR, "*", "*.bin")))
+
+
+@pytest.mark.parametrize("name,path", _crash_inputs() or [pytest.param("", "", marks=pytest.mark.skip("no crashes"))],
+                         ids=lambda v: v.rsplit("/", 1)[-1] if isinstance(v, str) else v)
+def test_saved_crash_inputs_keep_the_rule(name, path):
+    """Every input the fuzzer ever saved (scripts/fuzz/crashes/) passes once its bug is fixed."""
+    fn, _seeds = TARGETS[name]
+    with open(path, "rb") as f:
+        exc = run_one(fn, f.read())
+    if exc is not None and _where(signature(exc)) in KNOWN.get(name, set()):
+        pytest.xfail(f"open bug {signature(exc)}")
+    assert exc is None, f"{path}: {signature(exc)}: {exc}"
