@@ -29,9 +29,15 @@ the responder is the time inside ``Responder.handle`` plus, over the socket, eve
 of the process (the server's accept and connection threads: framing and socket I/O included).
 A lab run times the requester side only, against a real device.
 
+A second, "SPDM code alone" figure runs the same handshakes with fixed nonces and every crypto
+and X.509 call answered from a table of earlier results (AEAD, whose keys change every session,
+is timed and taken out): what remains is the cost of pciauth's codec, transcripts, state
+machines and report. The metered codec+state is larger: it also holds what crypto causes
+between the calls (freeing keys and certificates, the CPU caches it evicted).
+
 Target (issue 3): codec+state under 20% of the crypto time, per algorithm set; judged on the
 in-memory rows (the socket rows add the loopback TCP stack, shown for information), for both
-sides together and for the requester alone.
+sides together and for the requester alone, by both figures; the last lines say which pass.
 
 Each figure is the lowest of --repeat batches of --rounds handshakes (other processes only add
 time). Exit status 1 when a handshake failed to authenticate.
@@ -183,6 +189,142 @@ def calibrate(n: int = 5000) -> tuple[float, float]:
     return max(best_wrapped - best_plain, 0.0) / n, inside / n
 
 
+class _FixedRandom:
+    """Stands in for ``os`` in the responder handlers during the pure pass: fixed nonces and ids."""
+
+    @staticmethod
+    def urandom(n: int) -> bytes:
+        return b"\x5a" * n
+
+
+def _lookup(owner: Any, name: str, counter: list[int]) -> Callable[[], None]:
+    """Replace ``owner.name`` by a table of its results keyed by its arguments; returns the undo."""
+    fn = getattr(owner, name)
+    table: dict[Any, Any] = {}
+
+    def key_of(x: Any) -> Any:
+        return x if isinstance(x, bytes | int | str | bool | type(None)) else id(x)
+
+    def looked_up(*args: Any, **kw: Any) -> Any:
+        counter[0] += 1
+        key = (tuple(key_of(a) for a in args), tuple((k, key_of(v)) for k, v in sorted(kw.items())))
+        if key not in table:
+            table[key] = fn(*args, **kw)
+        return table[key]
+
+    setattr(owner, name, looked_up)
+    return lambda: setattr(owner, name, fn)
+
+
+def pure_codec_state(rcfg: ResponderConfig, qcfg: RequesterConfig, rounds: int, repeat: int) -> dict[str, float]:
+    """CPU ms per handshake of codec+state alone: crypto and X.509 answered from a table.
+
+    Nonces, contexts and session ids are fixed, so every handshake repeats the same messages and
+    each crypto or X.509 call after the first is a dictionary lookup (its cost, measured, is
+    removed). What remains is the SPDM code itself: codecs, transcripts, both state machines and
+    the report. The metered pass also counts, as codec+state, what happens between crypto calls
+    but is caused by them: freeing keys and certificates, caches the crypto evicted.
+    """
+    from dataclasses import replace
+
+    from pciauth.spdm import responder_handlers
+
+    calls = [0]
+    undo = [_lookup(A, n, calls) for n in ("hash_bytes", "sign", "verify", "dhe_generate", "dhe_shared",
+                                           "signing_message", "ecdsa_raw_to_der", "asym_bits_for_key")]
+    undo += [_lookup(keyschedule, n, calls) for n in ("hmac_bytes", "hkdf_extract", "hkdf_expand")]
+    undo += [_lookup(mod, "hash_bytes", calls) for mod in (certs, cert_checks)]
+    undo += [_lookup(certs, n, calls) for n in ("parse_cert_chain", "verify_chain")]
+    undo += [_lookup(certs.ChainVerdict, "to_dict", calls), _lookup(requester_mod, "_pem", calls),
+             _lookup(requester_signatures, "_public_pem", calls)]
+    real_os = responder_handlers.os
+    responder_handlers.os = _FixedRandom  # type: ignore[assignment]
+    fixed = replace(qcfg, random=_FixedRandom.urandom)
+    # AEAD keys are new objects every session, so AEAD is timed and taken out instead
+    aead = {"requester": 0.0, "responder": 0.0}
+    depth = [0]
+
+    def timed_aead(name: str) -> Callable[[], None]:
+        fn = getattr(A.AeadKey, name)
+
+        def timed(*args: Any, **kw: Any) -> Any:
+            t0 = THREAD_CLOCK()
+            try:
+                return fn(*args, **kw)
+            finally:
+                aead["responder" if depth[0] else "requester"] += THREAD_CLOCK() - t0
+
+        setattr(A.AeadKey, name, timed)
+        return lambda: setattr(A.AeadKey, name, fn)
+
+    undo += [timed_aead(n) for n in ("__init__", "encrypt", "decrypt")]
+    try:
+        inside = [0.0]
+        real_handle = Responder.handle
+
+        def handle(self: Responder, message: bytes, *, secured: bool = False) -> bytes:
+            depth[0] += 1
+            t0 = THREAD_CLOCK()
+            try:
+                return real_handle(self, message, secured=secured)
+            finally:
+                inside[0] += THREAD_CLOCK() - t0
+                depth[0] -= 1
+
+        Responder.handle = handle  # type: ignore[method-assign]
+        for _ in range(3):  # fill the tables
+            report = Requester(CallableTransport(Responder(rcfg).handle), fixed).authenticate()
+            if not report.authenticated:
+                raise RuntimeError(f"pure pass did not authenticate: {report.error}")
+        best = (float("inf"), 0.0, 0, 0.0, 0.0)
+        for _ in range(repeat):
+            inside[0], calls[0] = 0.0, 0
+            aead.update(requester=0.0, responder=0.0)
+            t0 = THREAD_CLOCK()
+            for _ in range(rounds):
+                Requester(CallableTransport(Responder(rcfg).handle), fixed).authenticate()
+            took = THREAD_CLOCK() - t0
+            if took < best[0]:
+                best = (took, inside[0], calls[0], aead["requester"], aead["responder"])
+    finally:
+        Responder.handle = real_handle  # type: ignore[method-assign]
+        responder_handlers.os = real_os
+        for u in undo:
+            u()
+    took, rsp, n, aead_req, aead_rsp = best
+    lookup = _lookup_cost()
+    req, rsp = took - rsp - aead_req, rsp - aead_rsp
+    took = req + rsp
+    # lookups happen on both sides; their cost is split in proportion to each side's time
+    share = req / took if took else 0.5
+    return {"requester": 1000 * (req - n * lookup * share) / rounds,
+            "responder": 1000 * (rsp - n * lookup * (1 - share)) / rounds,
+            "both": 1000 * (took - n * lookup) / rounds}
+
+
+def _lookup_cost(n: int = 5000) -> float:
+    """Seconds one table lookup adds (against a plain call)."""
+
+    class Probe:
+        @staticmethod
+        def f(a: bytes, b: int) -> int:
+            return b
+
+    plain_best = looked_best = float("inf")
+    for _ in range(5):
+        t0 = THREAD_CLOCK()
+        for _ in range(n):
+            Probe.f(b"x", 1)
+        plain_best = min(plain_best, THREAD_CLOCK() - t0)
+    _lookup(Probe, "f", [0])
+    for _ in range(5):
+        t0 = THREAD_CLOCK()
+        for _ in range(n):
+            Probe.f(b"x", 1)
+        looked_best = min(looked_best, THREAD_CLOCK() - t0)
+    return max(looked_best - plain_best, 0.0) / n
+
+
 SETS = [
     ("ecdsa-p256/sha256", "ecdsa-p256", A.ASYM_ECDSA_P256, A.HASH_SHA256),
     ("ecdsa-p384/sha384", "ecdsa-p384", A.ASYM_ECDSA_P384, A.HASH_SHA384),
@@ -288,6 +430,7 @@ def run_rows(rounds: int, repeat: int, quick: bool, use_socket: bool) -> tuple[l
         return socket_transport_factory(rcfg)
 
     plain: dict[tuple[str, str], float] = {}
+    pure: dict[str, dict[str, float]] = {}
     for label, mode, rcfg, qcfg in cases:  # first pass: nothing wrapped
         made = transport_for(mode, rcfg)
         if made is None:
@@ -296,6 +439,8 @@ def run_rows(rounds: int, repeat: int, quick: bool, use_socket: bool) -> tuple[l
             plain[(label, mode)] = unmetered(made[0], qcfg, rounds, repeat)
         finally:
             made[1]()
+        if mode == "memory":
+            pure[label] = pure_codec_state(rcfg, qcfg, rounds, repeat)
     meter = Meter()
     install(meter)
     overhead = calibrate()
@@ -308,7 +453,7 @@ def run_rows(rounds: int, repeat: int, quick: bool, use_socket: bool) -> tuple[l
             row = measure(meter, overhead, made[0], qcfg, rounds, repeat)
         finally:
             made[1]()
-        row.update({"set": label, "mode": mode, "plain_ms": plain[(label, mode)]})
+        row.update({"set": label, "mode": mode, "plain_ms": plain[(label, mode)], "pure": pure.get(label)})
         rows.append(row)
     return rows, overhead
 
@@ -355,7 +500,7 @@ def verdict(ratio: float) -> str:
     return "PASS" if ratio < TARGET else "FAIL"
 
 
-def print_tables(rows: list[dict], overhead: tuple[float, float]) -> bool:
+def print_tables(rows: list[dict], overhead: tuple[float, float]) -> tuple[bool, bool]:
     print("CPU ms per handshake, best batch per figure. plain = total of a first pass with nothing wrapped (cross-check of "
           "total, which is\nmetered and has the wrapper cost removed). ratio = codec+state / crypto; "
           f"target below {100 * TARGET:.0f}% (judged in memory).\n")
@@ -380,7 +525,27 @@ def print_tables(rows: list[dict], overhead: tuple[float, float]) -> bool:
     print(f"\nmeasurement cost removed: {1e6 * per_call:.2f} us per wrapped call ({1e6 * inside:.2f} us of it "
           f"inside the category), up to {calls:.0f} wrapped calls per handshake")
     print("socket rows include loopback TCP and framing in codec+state (responder side: server threads).")
-    return met
+    print("\nSPDM code alone (in memory): codec+state measured with crypto and X.509 answered from a table "
+          "(see pure_codec_state);\nthe metered codec+state above also holds the freeing of keys and "
+          "certificates and the cache misses crypto leaves behind.\n")
+    print(f"{'algorithm set':27} | {'crypto':>6} {'codec':>6} {'ratio':>6} {'':4} | {'req':>6} {'codec':>6} "
+          f"{'ratio':>6} {'':4} | {'rsp':>6} {'codec':>6} {'ratio':>6}")
+    pure_met = True
+    for r in rows:
+        pure = r.get("pure")
+        if r["mode"] != "memory" or not pure:
+            continue
+        cells = []
+        for part in ("both", "requester", "responder"):
+            crypto = r[part]["crypto"]
+            ratio = pure[part] / crypto if crypto > 0 else float("inf")
+            r.setdefault("pure_ratio", {})[part] = ratio
+            cells.append((crypto, pure[part], ratio))
+        pure_met = pure_met and cells[0][2] < TARGET and cells[1][2] < TARGET
+        (bc, bp, br), (qc, qp, qr), (pc, pp, pr) = cells
+        print(f"{r['set']:27} | {bc:6.2f} {bp:6.2f} {100 * br:5.1f}% {verdict(br):4} | {qc:6.2f} {qp:6.2f} "
+              f"{100 * qr:5.1f}% {verdict(qr):4} | {pc:6.2f} {pp:6.2f} {100 * pr:5.1f}%")
+    return met, pure_met
 
 
 def main() -> int:
@@ -391,12 +556,17 @@ def main() -> int:
     ap.add_argument("--no-socket", action="store_true")
     args = ap.parse_args()
     rows, overhead = run_rows(args.rounds, args.repeat, args.quick, not args.no_socket)
-    met = print_tables(rows, overhead)
-    print(f"codec alone (parse every request and response of one ecdsa-p256 handshake): {codec_only():.3f} ms")
-    failing = sorted({r["set"] for r in rows if r["mode"] == "memory" and
-                      (r["both"]["ratio"] >= TARGET or r["requester"]["ratio"] >= TARGET)})
-    print(f"\nTARGET codec+state < {100 * TARGET:.0f}% of crypto (in memory, both sides and requester alone): "
+    met, pure_met = print_tables(rows, overhead)
+    print(f"\ncodec alone (parse every request and response of one ecdsa-p256 handshake): {codec_only():.3f} ms")
+    memory = [r for r in rows if r["mode"] == "memory"]
+    failing = [r["set"] for r in memory if r["both"]["ratio"] >= TARGET or r["requester"]["ratio"] >= TARGET]
+    pure_failing = [r["set"] for r in memory if "pure_ratio" in r and (
+        r["pure_ratio"]["both"] >= TARGET or r["pure_ratio"]["requester"] >= TARGET)]
+    print(f"\nTARGET codec+state < {100 * TARGET:.0f}% of crypto, in memory, both sides and requester alone:")
+    print("  metered (everything outside crypto/X.509 calls): "
           + ("PASS for every set" if met else f"FAIL for {', '.join(failing)}"))
+    print("  SPDM code alone (crypto/X.509 from a table):     "
+          + ("PASS for every set" if pure_met else f"FAIL for {', '.join(pure_failing)}"))
     return 0 if all(r["ok"] == r["rounds"] for r in rows) else 1
 
 
