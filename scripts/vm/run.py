@@ -18,7 +18,7 @@ Machine variants (``--machine``):
 ``none``
     ``q35`` without a vIOMMU.
 
-Devices (``--device``, repeatable): ``edu``, ``nvme`` (with ``spdm_port``
+Devices (``--device``, repeatable): ``edu``, ``nvme``/``nvme2`` (with ``spdm_port``
 when ``--spdm-port`` is given: something must listen there before QEMU
 starts), ``cxl`` (a CXL type-3 memory device behind a CXL host bridge and
 root port: it carries a DOE mailbox with CDAT).
@@ -51,6 +51,7 @@ from kernel import KernelCache  # noqa: E402
 
 QEMU = "qemu-system-x86_64"
 NVME_SERIAL = "PCIAUTHVM0001"
+NVME_SERIAL2 = "PCIAUTHVM0002"
 UNSAFE_INTERRUPTS = "iommufd.allow_unsafe_interrupts=1 vfio_iommu_type1.allow_unsafe_interrupts=1"
 
 #: machine name -> (-machine value, devices that go first, guest kernel args)
@@ -100,22 +101,32 @@ def kernel_image() -> Path | None:
     return cache.image if cache.cached() else None
 
 
-def _device_args(devices: list[str], workdir: Path, spdm_port: int | None) -> tuple[list[str], list[str]]:
-    """QEMU arguments for the devices, and extra -machine properties."""
+def _nvme_args(workdir: Path, index: int, serial: str, port: int | None) -> list[str]:
+    img = workdir / f"nvme{index}.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    nvme = f"nvme,serial={serial},drive=nvm{index}"
+    if port is not None:
+        nvme += f",spdm_port={port}"
+    return ["-drive", f"file={img},if=none,id=nvm{index},format=raw", "-device", nvme]
+
+
+def _device_args(devices: list[str], workdir: Path, spdm_port: int | None,
+                 spdm_port2: int | None = None) -> tuple[list[str], list[str]]:
+    """QEMU arguments for the devices, and extra -machine properties.
+
+    ``nvme2`` is a second NVMe (serial ``NVME_SERIAL2``) whose DOE mailbox goes to
+    ``spdm_port2``: the tests point it at a misbehaving responder.
+    """
     args: list[str] = []
     machine_props: list[str] = []
     for dev in devices:
         if dev == "edu":
             args += ["-device", "edu"]
         elif dev == "nvme":
-            img = workdir / "nvme.img"
-            with open(img, "wb") as f:
-                f.truncate(16 << 20)
-            args += ["-drive", f"file={img},if=none,id=nvm0,format=raw"]
-            nvme = f"nvme,serial={NVME_SERIAL},drive=nvm0"
-            if spdm_port is not None:
-                nvme += f",spdm_port={spdm_port}"
-            args += ["-device", nvme]
+            args += _nvme_args(workdir, 0, NVME_SERIAL, spdm_port)
+        elif dev == "nvme2":
+            args += _nvme_args(workdir, 1, NVME_SERIAL2, spdm_port2)
         elif dev == "cxl":
             args += [
                 "-object", "memory-backend-ram,id=cxl-vmem0,share=on,size=256M",
@@ -126,17 +137,17 @@ def _device_args(devices: list[str], workdir: Path, spdm_port: int | None) -> tu
             machine_props += ["cxl=on"]
             args += ["-M", "cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4G"]
         else:
-            raise VmError(f"unknown device {dev!r} (edu, nvme, cxl)")
+            raise VmError(f"unknown device {dev!r} (edu, nvme, nvme2, cxl)")
     return args, machine_props
 
 
 def build_qemu_cmd(*, kernel: Path, initrd: Path, workdir: Path, machine: str,
                    devices: list[str], spdm_port: int | None, memory: str, smp: int,
-                   repo: Path, extra_append: str = "") -> list[str]:
+                   repo: Path, extra_append: str = "", spdm_port2: int | None = None) -> list[str]:
     if machine not in MACHINES:
         raise VmError(f"unknown machine {machine!r} ({', '.join(MACHINES)})")
     mach, first, guest_args = MACHINES[machine]
-    dev_args, props = _device_args(devices, workdir, spdm_port)
+    dev_args, props = _device_args(devices, workdir, spdm_port, spdm_port2)
     if props:
         mach = ",".join([mach, *props])
     append = " ".join(filter(None, [
@@ -200,7 +211,7 @@ def run_vm(command: str, *, machine: str = "intel-iommu", devices: list[str] | N
            spdm_port: int | None = None, timeout: float = 300.0, memory: str = "1G",
            smp: int = 1, env: dict[str, str] | None = None, repo: Path = REPO,
            extra_append: str = "", keep: bool = False,
-           job_files: dict[str, Path] | None = None) -> VmResult:
+           job_files: dict[str, Path] | None = None, spdm_port2: int | None = None) -> VmResult:
     """Boot a guest, run ``command`` (a shell command line) in it, return the result.
 
     ``job_files`` (name -> host file or directory) are copied into the job
@@ -224,7 +235,7 @@ def run_vm(command: str, *, machine: str = "intel-iommu", devices: list[str] | N
             shutil.copy2(src, dst)
     cmd = build_qemu_cmd(kernel=kernel, initrd=initrd, workdir=workdir, machine=machine,
                          devices=list(devices or []), spdm_port=spdm_port, memory=memory,
-                         smp=smp, repo=repo, extra_append=extra_append)
+                         smp=smp, repo=repo, extra_append=extra_append, spdm_port2=spdm_port2)
     started = time.monotonic()
     timed_out = False
     with open(workdir / "qemu.log", "wb") as qlog:
@@ -261,7 +272,7 @@ def run_vm(command: str, *, machine: str = "intel-iommu", devices: list[str] | N
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run one command in a pciauth test guest.")
     p.add_argument("--machine", choices=sorted(MACHINES), default="intel-iommu")
-    p.add_argument("--device", action="append", default=[], choices=["edu", "nvme", "cxl"])
+    p.add_argument("--device", action="append", default=[], choices=["edu", "nvme", "nvme2", "cxl"])
     p.add_argument("--spdm-port", type=int, default=None,
                    help="give the NVMe spdm_port=N (a responder must listen there)")
     p.add_argument("--responder-pki", metavar="DIR", default=None,

@@ -34,7 +34,7 @@ for _mod in run_checks.CHECK_MODULES:
 
 #: variant -> (QEMU machine, devices, needs the host SPDM responder, boot timeout in s)
 VARIANTS: dict[str, tuple[str, list[str], bool, float]] = {
-    "intel-iommu": ("intel-iommu", ["edu", "nvme", "cxl"], True, 1200.0),
+    "intel-iommu": ("intel-iommu", ["edu", "nvme", "nvme2", "cxl"], True, 1200.0),
     "virtio-iommu": ("virtio-iommu", ["edu"], False, 600.0),
     "none": ("none", ["edu"], False, 300.0),
 }
@@ -42,6 +42,9 @@ VARIANTS: dict[str, tuple[str, list[str], bool, float]] = {
 #: NVMe ids in QEMU 10 (Red Hat 1b36:0010, subsystem 1af4:1100): the leaf's CMA name.
 NVME_PKI_IDS = ["--vendor", "1b36", "--device", "0010", "--class", "010802", "--revision", "02",
                 "--ssvid", "1af4", "--ssid", "1100"]
+
+#: The second NVMe's responder corrupts the CHALLENGE_AUTH signature (`pciauth responder --adversary`).
+ADVERSARY = ["--adversary", "bad-signature"]
 
 PARAMS = [pytest.param(v, c.name, id=f"{v}-{c.name}") for v in VARIANTS for c in harness.REGISTRY
           if v in c.variants]
@@ -64,13 +67,16 @@ def _boot(vm, variant: str, tmp: Path) -> dict:
     from responder import host_responder
 
     machine, devices, wants_responder, timeout = VARIANTS[variant]
+    if not wants_responder:
+        devices = [d for d in devices if d != "nvme2"]
     cmd = f'"$PY" $PCIAUTH_PYFLAGS {shlex.quote(str(HERE / "guest" / "run_checks.py"))} --variant {variant}'
     pki = _make_pki(tmp) if wants_responder else None
     t0 = time.monotonic()
     if pki is not None:
-        with host_responder(pki, log=tmp / "responder.log") as port:
-            res = vm.run_vm(cmd, machine=machine, devices=devices, spdm_port=port, timeout=timeout,
-                            job_files={"pki": pki, "foreign-pki": tmp / "foreign-pki"})
+        with host_responder(pki, log=tmp / "responder.log") as port, \
+                host_responder(pki, log=tmp / "adversary.log", extra_args=ADVERSARY) as port2:
+            res = vm.run_vm(cmd, machine=machine, devices=devices, spdm_port=port, spdm_port2=port2,
+                            timeout=timeout, job_files={"pki": pki, "foreign-pki": tmp / "foreign-pki"})
     else:
         res = vm.run_vm(cmd, machine=machine, devices=devices, timeout=timeout)
     results = {}

@@ -9,7 +9,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import NVME_SERIAL, Skip, check, driver_of, expect, module_exists, nvme_bdf, pciauth
+from harness import (
+    NVME_SERIAL,
+    NVME_SERIAL2,
+    Skip,
+    check,
+    driver_of,
+    expect,
+    module_exists,
+    nvme_bdf,
+    pciauth,
+)
 
 PKI = Path("/run/job/pki")
 FOREIGN = Path("/run/job/foreign-pki")  # another PKI: its roots signed nothing the NVMe has
@@ -107,3 +117,24 @@ def nvme_identify_serial() -> dict:
     expect(result.ok, f"Identify DMA check not ok: {result.to_dict()}")
     expect(driver_of(bdf) == "nvme", f"after close the NVMe has driver {driver_of(bdf)!r}, not nvme")
     return {"serial": ident.get("serial"), "model": ident.get("model"), "checks": checks}
+
+
+@check("nvme_auth_adversary_rejected", variants=("intel-iommu",), needs=("auth",))
+def nvme_auth_adversary() -> dict:
+    """The second NVMe's DOE goes to a responder that corrupts its CHALLENGE_AUTH signature:
+    pciauth must refuse it (exit 6) even though the certificate chain is trusted."""
+    anchors = _anchors()
+    try:
+        bdf = nvme_bdf(NVME_SERIAL2)
+    except AssertionError:
+        raise Skip("no second NVMe with an adversarial responder in this guest") from None
+    res = pciauth("auth", bdf, *anchors, "--json")
+    data = res.json()
+    expect(res.status == 6 and not _authenticated(data),
+           f"a corrupted CHALLENGE_AUTH signature was not rejected with exit 6: {res.brief()}")
+    failed = [c for c in data.get("checks") or [] if not c.get("ok") and not c.get("skipped")]
+    expect(any("signature" in json.dumps(c).lower() for c in failed),
+           f"no failed check names the signature: {failed}")
+    chain_ok = [c for c in data.get("checks") or [] if c.get("name") == "chain_trust"]
+    return {"status": res.status, "failed_checks": [c.get("name") for c in failed],
+            "chain_trust": chain_ok[0].get("ok") if chain_ok else None}

@@ -32,6 +32,7 @@ PREFIX = "PCIAUTH-CHECK "
 EDU_ID = "1234:11e8"
 NVME_CLASS = 0x010802
 NVME_SERIAL = "PCIAUTHVM0001"
+NVME_SERIAL2 = "PCIAUTHVM0002"  # its DOE mailbox reaches a responder that misbehaves
 
 
 class Skip(Exception):
@@ -154,8 +155,21 @@ def edu_bdf() -> str:
     return find_pci(0x1234, 0x11E8)
 
 
-def nvme_bdf() -> str:
-    return find_pci(0x1B36, None, NVME_CLASS)
+def nvme_bdf(serial: str = NVME_SERIAL) -> str:
+    """The BDF of QEMU's NVMe with this serial (read from the nvme driver's sysfs)."""
+    found = []
+    for dev in sorted(PCI.iterdir()):
+        if int((dev / "class").read_text(), 16) != NVME_CLASS:
+            continue
+        found.append(dev.name)
+        for attr in dev.glob("nvme/nvme*/serial"):
+            if attr.read_text().strip() == serial:
+                return dev.name
+    # Not bound to nvme right now: QEMU numbers the NVMe devices in command-line order.
+    index = {NVME_SERIAL: 0, NVME_SERIAL2: 1}.get(serial)
+    if index is None or index >= len(found):
+        raise CheckFailed(f"no NVMe with serial {serial} in the guest (NVMe devices: {found})")
+    return found[index]
 
 
 def driver_of(bdf: str) -> str | None:
