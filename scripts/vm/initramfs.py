@@ -70,6 +70,8 @@ mkdir -p $R/run/job $R/dev/pts $R/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
 mount -t 9p -o "$P9" job $R/run/job || { say "cannot mount job dir"; finish 125; }
 if [ -n "$REPO" ]; then
+    # The repository may live under a path the guest covers with tmpfs (/tmp, /run, /var/tmp).
+    mkdir -p "$R$REPO" 2>/dev/null
     mount -t 9p -o "$P9,cache=loose" repo "$R$REPO" || { say "cannot mount repo at $REPO"; finish 125; }
 fi
 hostname pciauth-vm
