@@ -78,6 +78,7 @@ class VmResult:
     seconds: float
     timed_out: bool
     qemu_cmd: list[str] = field(default_factory=list)
+    qemu_pid: int | None = None
 
     def describe(self) -> str:
         """A short diagnostic for assertion messages."""
@@ -261,7 +262,7 @@ def run_vm(command: str, *, machine: str = "intel-iommu", devices: list[str] | N
                 break
     result = VmResult(status=status, stdout=_read(job / "stdout"), stderr=_read(job / "stderr"),
                       console=console + ("\n--- qemu ---\n" + qemu_out if qemu_out else ""),
-                      seconds=seconds, timed_out=timed_out, qemu_cmd=cmd)
+                      seconds=seconds, timed_out=timed_out, qemu_cmd=cmd, qemu_pid=proc.pid)
     if keep:
         print(f"run.py: kept {workdir}", file=sys.stderr)
     else:
