@@ -81,7 +81,9 @@ def _verifies(asym_bit: int, hash_bit: int, key: Any, signature: bytes, msg: byt
 
 def _public_pem_of(req: Any, slot: int, key: Any) -> str:
     """The leaf key's PEM for the log, encoded once per slot and authentication."""
-    cache = req.public_pems
+    cache = getattr(req, "public_pems", None)
+    if cache is None:  # a requester-like object without the cache: encode every time
+        return _public_pem(key)
     pem = cache.get(slot)
     if pem is None or pem[0] is not key:
         pem = cache[slot] = (key, _public_pem(key))
