@@ -138,3 +138,25 @@ def nvme_auth_adversary() -> dict:
     chain_ok = [c for c in data.get("checks") or [] if c.get("name") == "chain_trust"]
     return {"status": res.status, "failed_checks": [c.get("name") for c in failed],
             "chain_trust": chain_ok[0].get("ok") if chain_ok else None}
+
+
+@check("nvme_auth_vfio_config_region", variants=("intel-iommu",),
+       needs=("pciauth.api", "pciauth.vfio.device"))
+def nvme_auth_vfio_config() -> dict:
+    """Authenticate through the DOE mailbox in the VFIO config region (device on vfio-pci)."""
+    import pciauth.api
+    from pciauth.vfio.device import VfioConfigSpace
+
+    roots = [a for a in _anchors() if a != "--trust-anchor"]
+    bdf = nvme_bdf()
+    with pciauth.api.open(bdf, iommu="iommufd") as dev:
+        expect(driver_of(bdf) == "vfio-pci", f"open() did not bind: driver {driver_of(bdf)!r}")
+        expect(isinstance(dev.config, VfioConfigSpace),
+               f"config space is {type(dev.config).__name__}, not the VFIO config region")
+        result = dev.auth.authenticate(trust_anchors=roots)
+    data = result.to_dict()
+    failed = [c for c in data.get("checks") or [] if not c.get("ok") and not c.get("skipped")]
+    expect(result.authenticated, f"not authenticated over the VFIO config region: "
+                                 f"error {data.get('error')}, failed checks {failed}")
+    expect(driver_of(bdf) == "nvme", f"after close the NVMe has driver {driver_of(bdf)!r}, not nvme")
+    return {"config": "VfioConfigSpace", "version": data.get("version")}
