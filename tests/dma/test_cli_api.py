@@ -178,7 +178,9 @@ def test_pytest_plugin_fixtures(tmp_path):
         "def test_spec(pciauth_device_spec):\n"
         "    assert pciauth_device_spec == 'emu'\n"
     )
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    # Loaded with -p only: where pciauth is installed (the setup.sh venv) its pytest11 entry point
+    # would register the same module a second time and pytest refuses that.
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     args = [sys.executable, "-m", "pytest", "-q", "-p", "pciauth.pytest_plugin", "-p", "no:cacheprovider",
             "--rootdir", str(tmp_path), str(test)]
     r = subprocess.run(args + ["--pciauth-threshold", "1G"], capture_output=True, text=True, env=env,
