@@ -62,7 +62,14 @@ def find_device(spec: str, sysfs_root: str | None = None) -> PciDevice:
             )
         return PciDevice(addr, path)
     else:
-        matches = list_devices(sysfs_root, slot=spec)
+        try:
+            matches = list_devices(sysfs_root, slot=spec)
+        except UsageError as exc:
+            # "invalid slot 'nosuch' in PCI address 'nosuch'" alone does not say what is accepted.
+            raise UsageError(
+                f"{spec!r} is not a PCI address (0000:01:00.0, 01:00.0), an lspci -s selector (01:, .1), "
+                f"d:VENDOR:DEVICE or emu[:N] ({exc.message})"
+            ) from None
     if not matches:
         raise DeviceNotFound(
             f"no PCI device matches {spec!r} in {root}", device=spec, hint="`pciauth list` shows the devices"
