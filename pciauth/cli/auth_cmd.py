@@ -105,7 +105,27 @@ def _finish(args: argparse.Namespace, result) -> int:
         print_json(out)
     else:
         _summary(result, report, differences, code)
+    _error_line(result, report, code)
     return code
+
+
+def _error_line(result, report: dict, code: int) -> None:
+    """One ``pciauth: error:`` line on stderr when the device was not authenticated."""
+    import sys
+
+    if code == 0 or result.authenticated:
+        return
+    what = "not authenticated" if code == 6 else "could not talk"
+    error = report.get("error") or {}
+    step, reason = error.get("step"), error.get("message")
+    if reason and reason.startswith(f"{result.device} "):
+        reason = reason[len(result.device) + 1:]
+    if not reason:
+        failed = [c for c in report.get("checks") or [] if not c["ok"] and not c.get("skipped")]
+        if failed:
+            step, reason = failed[0]["name"], failed[0]["reason"]
+    detail = f"{step}: {reason}" if step and reason else (reason or "no verdict")
+    print(f"pciauth: error: {result.device}: {what}: {detail}", file=sys.stderr)
 
 
 def _summary(result, report: dict, differences: list, code: int) -> None:

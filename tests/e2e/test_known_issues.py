@@ -28,9 +28,6 @@ def test_os_error_json_has_every_key(cli, tmp_path) -> None:
     assert_json_error(r, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="auth owner, pciauth/cli/auth_cmd.py: a failed authentication prints "
-                   "its report on stdout and nothing on stderr; proposed: one 'pciauth: error: not "
-                   "authenticated: <step>: <reason>' line on stderr, as run does")
 def test_failed_authentication_says_so_on_stderr(cli) -> None:
     r = cli("auth", "emu,adversary=bad-signature")
     assert_one_error_line(r, 6, "signature")

@@ -1,0 +1,31 @@
+"""Regression tests for the QA findings on ``pciauth auth`` (one test per finding)."""
+
+from __future__ import annotations
+
+import json
+
+from pciauth.cli import main
+from pciauth.errors import ExitCode
+
+
+def test_not_authenticated_is_one_stderr_line_also_with_json(capsys):
+    code = main(["auth", "emu,adversary=bad-signature", "--json"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.VERIFICATION
+    assert json.loads(captured.out)["authenticated"] is False
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("pciauth: error: emu:0: not authenticated: challenge: ")
+    assert "signature" in lines[0]
+
+
+def test_could_not_talk_is_one_stderr_line(capsys):
+    code = main(["auth", "emu,fault=error,fault_after=6", "--timeout", "0.2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == ExitCode.DEVICE
+    assert len(err) == 1 and err[0].startswith("pciauth: error: emu:0: could not talk: "), err
+
+
+def test_authenticated_prints_nothing_on_stderr(capsys):
+    assert main(["auth", "emu"]) == 0
+    assert capsys.readouterr().err == ""
