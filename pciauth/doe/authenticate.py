@@ -177,7 +177,7 @@ def authenticate_socket(address: str, opts: AuthOptions) -> AuthResult:
     notes: list[str] = []
     anchors = _anchors_for(None, opts, notes)
     cfg = requester_config(opts, anchors, None)
-    transport = SocketTransport(host, port)
+    transport = SocketTransport(host, port, timeout=opts.timeout)
     try:
         return _run(transport, cfg, opts, device=address, kind="socket",
                     target_info={"name": address, "socket": True}, identity=None, anchors=anchors,

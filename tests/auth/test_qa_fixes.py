@@ -29,3 +29,19 @@ def test_could_not_talk_is_one_stderr_line(capsys):
 def test_authenticated_prints_nothing_on_stderr(capsys):
     assert main(["auth", "emu"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_socket_timeout_reaches_the_transport(capsys):
+    import socket
+    import time
+
+    with socket.socket() as server:  # accepts (backlog) but never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        main(["auth", "--socket", "127.0.0.1:0", "--policy", "spdm-only"])  # warm the imports
+        start = time.monotonic()
+        code = main(["auth", "--socket", f"127.0.0.1:{port}", "--timeout", "0.3", "--policy", "spdm-only"])
+        elapsed = time.monotonic() - start
+    assert code == ExitCode.DEVICE
+    assert elapsed < 5, f"--timeout 0.3 took {elapsed:.1f} s (the 10 s default was used)"
