@@ -18,7 +18,7 @@ import os
 import sys
 
 from pciauth import __version__
-from pciauth.errors import ExitCode, PciauthError, exit_code_for
+from pciauth.errors import ExitCode, PciauthError, UsageError, exit_code_for
 
 #: name -> module; the order is the order in ``--help``.
 COMMANDS: dict[str, str] = {
@@ -49,6 +49,13 @@ def _available_commands() -> dict[str, object]:
     return mods
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError: one error line, exit 2, and a JSON error with --json."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message, hint=f"see `{self.prog} --help`")
+
+
 def _common_options(suppress: bool) -> argparse.ArgumentParser:
     """-v, --json, --sysfs-root: accepted before and after the command name.
 
@@ -59,7 +66,7 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
     def default(value):
         return argparse.SUPPRESS if suppress else value
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=default(0), help="more detail on errors")
     common.add_argument(
         "--json", action="store_true", default=default(False), help="machine-readable output (stable fields)"
@@ -76,7 +83,7 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options(suppress=False)
     sub_common = _common_options(suppress=True)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pciauth",
         description="Authenticate PCIe devices (CMA/SPDM over DOE) and check their DMA through the IOMMU.",
         epilog="Devices: a PCI address (0000:01:00.0, 01:00.0, 1:0.0), an lspci-style "
@@ -94,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report_error(exc: BaseException, args: argparse.Namespace | None) -> int:
+def _report_error(exc: BaseException, args: argparse.Namespace | None, argv: list[str]) -> int:
     code = exit_code_for(exc)
-    verbose = getattr(args, "verbose", 0) if args else 0
+    verbose = getattr(args, "verbose", 0) if args else sum(a in ("-v", "--verbose") for a in argv)
     if isinstance(exc, PciauthError):
         line = str(exc)
         if exc.hint and not verbose:
@@ -104,11 +111,13 @@ def _report_error(exc: BaseException, args: argparse.Namespace | None) -> int:
         detail = exc.to_dict()
     elif isinstance(exc, OSError):
         line = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
-        detail = {"type": type(exc).__name__, "message": line, "exit_code": int(code), "errno": exc.errno}
+        detail = {"type": type(exc).__name__, "message": line, "exit_code": int(code), "errno": exc.errno,
+                  "device": None, "path": exc.filename, "hint": None}
     else:
         line = f"internal error: {type(exc).__name__}: {exc} (please report this; -v for a traceback)"
-        detail = {"type": type(exc).__name__, "message": str(exc), "exit_code": int(code)}
-    if args is not None and getattr(args, "json", False):
+        detail = {"type": type(exc).__name__, "message": str(exc), "exit_code": int(code), "errno": None,
+                  "device": None, "path": None, "hint": None}
+    if getattr(args, "json", False) if args is not None else "--json" in argv:
         print(json.dumps({"ok": False, "error": detail}, indent=2))
     print(f"pciauth: error: {line}", file=sys.stderr)
     if verbose:
@@ -148,9 +157,10 @@ def _replay_crashed_bindings() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _replay_crashed_bindings()
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = None
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.sysfs_root:
             os.environ["PCIAUTH_SYSFS_ROOT"] = args.sysfs_root
@@ -166,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except BaseException as e:
-        return _report_error(e, args)
+        return _report_error(e, args, argv)
 
 
 def entry_point() -> None:
