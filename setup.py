@@ -26,6 +26,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
+        "fuzz": ["atheris>=2"],  # scripts/fuzz: coverage-guided; without it, random mutation
     },
     entry_points={
         "console_scripts": ["pciauth=pciauth.cli:entry_point"],
