@@ -14,11 +14,23 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pciauth.errors import MalformedData, NotFoundError
+from pciauth.errors import NotFoundError, UsageError
 
 FORMAT = "pciauth-reference"
 VERSION = 1
 MAX_REFERENCE_BYTES = 16 << 20
+
+
+class BadFileError(UsageError):
+    """A file the user gave (a reference, a recording) is not what pciauth wrote.
+
+    It is the user's file, not the device: a usage error (exit 2). ``field`` names the culprit,
+    as :class:`pciauth.errors.MalformedData` does for device data.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -86,24 +98,24 @@ def save_reference(path: str, reference: dict) -> None:
 def load_reference(path: str) -> dict:
     try:
         if os.path.getsize(path) > MAX_REFERENCE_BYTES:
-            raise MalformedData(f"{path}: larger than {MAX_REFERENCE_BYTES} bytes", field="size", path=path)
+            raise BadFileError(f"{path}: larger than {MAX_REFERENCE_BYTES} bytes", field="size", path=path)
         with open(path, "rb") as f:
             doc = json.loads(f.read())
     except FileNotFoundError:
         raise NotFoundError(f"no reference file at {path}", path=path) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MalformedData(f"{path}: not a pciauth reference (bad JSON: {e})", field="json", path=path)
+        raise BadFileError(f"{path}: not a pciauth reference (bad JSON: {e})", field="json", path=path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise MalformedData(f"{path}: not a pciauth reference (format/version)", field="format", path=path)
+        raise BadFileError(f"{path}: not a pciauth reference (format/version)", field="format", path=path)
     check_reference(doc, path)
     return doc
 
 
 def check_reference(doc: dict, path: str = "reference") -> None:
-    """Raise :class:`MalformedData` naming the field when ``doc`` is not shaped like a reference."""
+    """Raise :class:`BadFileError` naming the field when ``doc`` is not shaped like a reference."""
 
-    def bad(field: str, what: str) -> MalformedData:
-        return MalformedData(f"{path}: {field} is not {what}", field=field, path=path)
+    def bad(field: str, what: str) -> BadFileError:
+        return BadFileError(f"{path}: {field} is not {what}", field=field, path=path)
 
     if not isinstance(doc, dict):
         raise bad("the reference", "an object")
@@ -129,7 +141,7 @@ def _by(items: list, key: str, path: str, field: str) -> dict:
     out = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict) or key not in item:
-            raise MalformedData(f"{path}: {field}[{i}] has no {key!r}", field=f"{field}[{i}]")
+            raise BadFileError(f"{path}: {field}[{i}] has no {key!r}", field=f"{field}[{i}]")
         out[str(item[key])] = item
     return out
 

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pciauth.doe.mailbox import TYPE_CMA, TYPE_SECURED_CMA, VENDOR_PCISIG
-from pciauth.errors import DataMismatch, MalformedData, NotFoundError, PciauthError, TransportError
+from pciauth.errors import DataMismatch, NotFoundError, PciauthError, TransportError
+from pciauth.reference import BadFileError
 
 FORMAT = "pciauth-doe-recording"
 VERSION = 1
@@ -115,11 +116,11 @@ class Recording:
         self.random = [_hex(x, f"random[{i}]", path) for i, x in enumerate(_field(doc, "random", list, path))]
         raw = _field(doc, "exchanges", list, path)
         if len(raw) > MAX_EXCHANGES:
-            raise MalformedData(f"{path}: {len(raw)} exchanges, more than {MAX_EXCHANGES}", field="exchanges")
+            raise BadFileError(f"{path}: {len(raw)} exchanges, more than {MAX_EXCHANGES}", field="exchanges")
         self.exchanges: list[dict] = []
         for i, e in enumerate(raw):
             if not isinstance(e, dict) or e.get("type") not in (TYPE_CMA, TYPE_SECURED_CMA):
-                raise MalformedData(f"{path}: exchange {i} has no valid type", field=f"exchanges[{i}].type")
+                raise BadFileError(f"{path}: exchange {i} has no valid type", field=f"exchanges[{i}].type")
             item = {"type": e["type"], "request": _hex(e.get("request"), f"exchanges[{i}].request", path)}
             if "error" in e:
                 err = e["error"] if isinstance(e["error"], dict) else {}
@@ -133,17 +134,17 @@ class Recording:
         try:
             size = os.path.getsize(path)
             if size > MAX_RECORDING_BYTES:
-                raise MalformedData(f"{path}: {size} bytes, larger than {MAX_RECORDING_BYTES}", field="size")
+                raise BadFileError(f"{path}: {size} bytes, larger than {MAX_RECORDING_BYTES}", field="size")
             with open(path, "rb") as f:
                 doc = json.loads(f.read())
         except FileNotFoundError:
             raise NotFoundError(f"no recording at {path}", path=path) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise MalformedData(f"{path}: not a pciauth recording (bad JSON: {e})", field="json", path=path)
+            raise BadFileError(f"{path}: not a pciauth recording (bad JSON: {e})", field="json", path=path)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise MalformedData(f"{path}: not a pciauth recording (format field)", field="format", path=path)
+            raise BadFileError(f"{path}: not a pciauth recording (format field)", field="format", path=path)
         if doc.get("version") != VERSION:
-            raise MalformedData(f"{path}: recording version {doc.get('version')!r} unsupported", field="version")
+            raise BadFileError(f"{path}: recording version {doc.get('version')!r} unsupported", field="version")
         return cls(doc, path)
 
     @property
@@ -168,7 +169,7 @@ def _options(options: dict, path: str) -> dict:
         if key in options:
             value = options[key]
             if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                raise MalformedData(f"{path}: option {key!r} has a wrong type", field=f"options.{key}", path=path)
+                raise BadFileError(f"{path}: option {key!r} has a wrong type", field=f"options.{key}", path=path)
             out[key] = value
     return out
 
@@ -177,33 +178,33 @@ def _identity(value: Any, path: str) -> dict | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise MalformedData(f"{path}: identity is not an object", field="identity", path=path)
+        raise BadFileError(f"{path}: identity is not an object", field="identity", path=path)
     out = {}
     for key in IDENTITY_FIELDS:
         v = value.get(key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 64):
-            raise MalformedData(f"{path}: identity.{key} is not an id", field=f"identity.{key}", path=path)
+            raise BadFileError(f"{path}: identity.{key} is not an id", field=f"identity.{key}", path=path)
         out[key] = v
     for key in ("vendor", "device", "class_code", "revision"):
         if out[key] is None:
-            raise MalformedData(f"{path}: identity.{key} is missing", field=f"identity.{key}", path=path)
+            raise BadFileError(f"{path}: identity.{key} is missing", field=f"identity.{key}", path=path)
     return out
 
 
 def _field(doc: dict, name: str, kind: type, path: str) -> Any:
     value = doc.get(name)
     if not isinstance(value, kind):
-        raise MalformedData(f"{path}: field {name!r} missing or not a {kind.__name__}", field=name, path=path)
+        raise BadFileError(f"{path}: field {name!r} missing or not a {kind.__name__}", field=name, path=path)
     return value
 
 
 def _hex(value: Any, name: str, path: str) -> bytes:
     if not isinstance(value, str):
-        raise MalformedData(f"{path}: {name} is not a hex string", field=name, path=path)
+        raise BadFileError(f"{path}: {name} is not a hex string", field=name, path=path)
     try:
         return bytes.fromhex(value)
     except ValueError:
-        raise MalformedData(f"{path}: {name} is not hex", field=name, path=path) from None
+        raise BadFileError(f"{path}: {name} is not hex", field=name, path=path) from None
 
 
 class ReplayTransport:

@@ -45,3 +45,31 @@ def test_socket_timeout_reaches_the_transport(capsys):
         elapsed = time.monotonic() - start
     assert code == ExitCode.DEVICE
     assert elapsed < 5, f"--timeout 0.3 took {elapsed:.1f} s (the 10 s default was used)"
+
+
+def test_garbage_user_files_are_usage_errors(capsys, tmp_path):
+    from pciauth.doe.record import Recording
+    from pciauth.errors import UsageError
+    from pciauth.reference import load_reference
+
+    bad = tmp_path / "garbage.json"
+    bad.write_text("garbage")
+    assert main(["auth", "emu", "--expect", str(bad)]) == ExitCode.USAGE
+    assert main(["auth", "--replay", str(bad)]) == ExitCode.USAGE
+    assert "not a pciauth" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"format": "pciauth-reference", "version": 1, "slots": 5}')
+    try:
+        load_reference(str(wrong))
+    except UsageError as e:
+        assert e.field == "slots" and "slots" in e.message
+    else:
+        raise AssertionError("a reference with a list for algorithms was accepted")
+    rec = tmp_path / "rec.json"
+    rec.write_text('{"format": "pciauth-doe-recording", "version": 1, "exchanges": "x"}')
+    try:
+        Recording.load(str(rec))
+    except UsageError as e:
+        assert e.field
+    else:
+        raise AssertionError("a recording with a string for exchanges was accepted")

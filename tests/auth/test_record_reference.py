@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pciauth.doe.record import Recording
-from pciauth.errors import ExitCode, MalformedData, NotFoundError
+from pciauth.errors import ExitCode, NotFoundError, UsageError
 
 from .conftest import run_json
 
@@ -73,7 +73,7 @@ def test_session_recording_replays_what_it_can(capsys, tmp_path):
 def test_bad_recordings_are_clean_errors(tmp_path, content):
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(MalformedData):
+    with pytest.raises(UsageError):
         Recording.load(str(path))
 
 
@@ -115,7 +115,7 @@ def test_compare_edge_cases():
     assert compare(base, gone)[0].message.startswith("measurement 1 (immutable_rom) is missing")
     assert compare(gone, base)[0].message.startswith("measurement 1 (immutable_rom) is new")
     assert compare(base, dict(base, measurements=None))[0].key == "*"
-    with pytest.raises(MalformedData):
+    with pytest.raises(UsageError):
         compare(dict(base, slots=[{"no": 1}]), base)
 
 
@@ -124,7 +124,7 @@ def test_bad_reference_file(capsys, tmp_path):
     bad.write_text('{"format": "something"}')
     from pciauth.cli import main
 
-    assert main(["auth", "emu", "--expect", str(bad)]) == ExitCode.DEVICE
+    assert main(["auth", "emu", "--expect", str(bad)]) == ExitCode.USAGE
 
 
 def test_no_reference_written_when_not_authenticated(capsys, tmp_path):
