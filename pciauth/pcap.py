@@ -14,6 +14,7 @@ in :attr:`PcapWriter.directions` for callers and tests, but not in the file.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import stat
 import struct
@@ -21,7 +22,14 @@ import threading
 import time
 from typing import Any, BinaryIO
 
-from pciauth.errors import MalformedData, NotFoundError, TransportError
+from pciauth.errors import (
+    MalformedData,
+    NotFoundError,
+    PciauthError,
+    PermissionDeniedError,
+    TransportError,
+    UsageError,
+)
 
 LINKTYPE_MCTP = 291
 LINKTYPE_PCI_DOE = 292
@@ -32,6 +40,17 @@ RECORD_HEADER = struct.Struct("<IIII")
 DEFAULT_SNAPLEN = 1 << 20  # a whole DOE object (2^18 dwords)
 #: Reader bound on one record, whatever the file claims.
 MAX_RECORD = (1 << 20) + 64
+
+
+#: Why a pcap file cannot be created, by errno: the user's path, not the transport.
+_OPEN_ERRORS: dict[int, type[PciauthError]] = {
+    errno.ENOENT: NotFoundError,
+    errno.ENOTDIR: NotFoundError,
+    errno.EACCES: PermissionDeniedError,
+    errno.EPERM: PermissionDeniedError,
+    errno.EROFS: PermissionDeniedError,
+    errno.EISDIR: UsageError,
+}
 
 
 class PcapWriter:
@@ -51,9 +70,8 @@ class PcapWriter:
             self._file.write(GLOBAL_HEADER.pack(MAGIC, 2, 4, 0, 0, snaplen, link_type))
             self._file.flush()
         except OSError as e:
-            raise TransportError(
-                f"{self.path}: cannot write pcap: {e.strerror or e}", path=self.path, errno=e.errno
-            )
+            kind = _OPEN_ERRORS.get(e.errno, TransportError)
+            raise kind(f"{self.path}: cannot write pcap: {e.strerror or e}", path=self.path, errno=e.errno) from None
 
     def write_doe(self, obj_bytes: bytes, *, from_device: bool, timestamp: float | None = None) -> None:
         """Record one whole DOE object (header included)."""

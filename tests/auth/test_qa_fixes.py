@@ -73,3 +73,21 @@ def test_garbage_user_files_are_usage_errors(capsys, tmp_path):
         assert e.field
     else:
         raise AssertionError("a recording with a string for exchanges was accepted")
+
+
+def test_pcap_path_errors_are_not_found_before_talking(capsys, tmp_path):
+    from pciauth.errors import NotFoundError, UsageError
+    from pciauth.pcap import PcapWriter
+
+    missing = tmp_path / "no" / "x.pcap"
+    assert main(["auth", "emu", "--pcap", str(missing)]) == ExitCode.NOT_FOUND
+    assert "x.pcap" in capsys.readouterr().err
+    afile = tmp_path / "file"
+    afile.write_text("")
+    for path, kind in ((missing, NotFoundError), (afile / "x.pcap", NotFoundError), (tmp_path, UsageError)):
+        try:
+            PcapWriter(path)
+        except kind as e:
+            assert e.path == str(path) and e.errno
+        else:
+            raise AssertionError(f"{path}: no {kind.__name__}")

@@ -1,13 +1,10 @@
 """The CLI contract where it is broken today, in files QA does not own (see the QA report).
 
-Each test states the contract and is marked ``xfail(strict=True)``: it fails the suite the day
-the problem is fixed without removing the marker, so the pin cannot be forgotten. Owner and
-proposed fix are in each reason.
+Each test was first pinned as ``xfail(strict=True)`` and turned into a plain test when its
+owner fixed it; they now guard the fixed contract.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from .clihelp import assert_json_error, assert_one_error_line
 
@@ -35,7 +32,5 @@ def test_garbage_reference_file_is_a_usage_error(cli, tmp_path) -> None:
     assert_one_error_line(cli("auth", "emu", "--expect", str(bad)), 2, "not a pciauth reference")
 
 
-@pytest.mark.xfail(strict=True, reason="auth owner, pciauth/pcap.py: an unwritable --pcap path is "
-                   "TransportError (5); it is a missing directory: NotFoundError (3), checked before talking")
 def test_pcap_in_a_missing_directory_is_not_found(cli, tmp_path) -> None:
     assert_one_error_line(cli("auth", "emu", "--pcap", str(tmp_path / "no" / "x.pcap")), 3, "x.pcap")
