@@ -9,12 +9,13 @@ session keys are fresh every time and are not part of a reference.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from pciauth.errors import NotFoundError, UsageError
+from pciauth.errors import NotFoundError, PermissionDeniedError, UsageError
 
 FORMAT = "pciauth-reference"
 VERSION = 1
@@ -87,12 +88,31 @@ def reference_from_report(report: dict, *, device: str | None = None, identity: 
     }
 
 
+def check_writable(path: str) -> None:
+    """Fail early, naming ``path``, when a reference cannot be written there (before authenticating)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise NotFoundError(f"{path}: cannot write the reference: no directory {directory}", path=path)
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: cannot write the reference: it is a directory", path=path)
+    if not os.access(directory, os.W_OK):
+        raise PermissionDeniedError(f"{path}: cannot write the reference: {directory} is not writable",
+                                    path=path)  # fmt: skip
+
+
 def save_reference(path: str, reference: dict) -> None:
+    check_writable(path)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(reference, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(reference, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise PermissionDeniedError(f"{path}: cannot write the reference: {e.strerror or e}", errno=e.errno,
+                                    path=path) from None  # fmt: skip
 
 
 def load_reference(path: str) -> dict:

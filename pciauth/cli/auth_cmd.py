@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of DEVICE, --socket HOST:PORT or --replay FILE")
     if args.timeout <= 0 or args.lock_timeout < 0:
         raise UsageError("--timeout must be positive and --lock-timeout not negative")
+    if args.save_reference:
+        from pciauth.reference import check_writable
+
+        check_writable(args.save_reference)
     opts = _options(args)
     if args.replay:
         if args.record:

@@ -91,3 +91,17 @@ def test_pcap_path_errors_are_not_found_before_talking(capsys, tmp_path):
             assert e.path == str(path) and e.errno
         else:
             raise AssertionError(f"{path}: no {kind.__name__}")
+
+
+def test_save_reference_in_a_missing_directory_fails_first_naming_the_path(capsys, tmp_path, monkeypatch):
+    from pciauth.doe import authenticate
+
+    def no_auth(*a, **kw):
+        raise AssertionError("authenticated before checking --save-reference")
+
+    monkeypatch.setattr(authenticate, "authenticate_device", no_auth)
+    target = tmp_path / "no" / "ref.json"
+    assert main(["auth", "emu", "--save-reference", str(target)]) == ExitCode.NOT_FOUND
+    err = capsys.readouterr().err
+    assert str(target) in err and ".tmp" not in err
+    assert main(["auth", "emu", "--save-reference", str(tmp_path)]) == ExitCode.USAGE
