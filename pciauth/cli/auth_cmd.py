@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_writable(args.save_reference)
     opts = _options(args)
+    auth.check_options(opts)  # before opening anything: a usage error is instant
     if args.replay:
         if args.record:
             raise UsageError("--record and --replay do not mix")

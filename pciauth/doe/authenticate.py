@@ -75,19 +75,24 @@ def parse_measurements(text: str) -> tuple[bool, tuple[int, ...] | None]:
     return True, tuple(sorted(set(indices)))
 
 
+def check_options(opts: AuthOptions) -> tuple[bool, tuple[int, ...] | None]:
+    """Refuse bad option values before any device is opened; returns parsed measurements."""
+    if opts.policy not in (None, "cma", "spdm-only"):
+        raise UsageError(f"--policy is cma or spdm-only, not {opts.policy!r}")
+    if opts.slot is not None and not 0 <= opts.slot <= 7:
+        raise UsageError(f"--slot is 0..7, not {opts.slot}")
+    return parse_measurements(opts.measurements)
+
+
 def requester_config(opts: AuthOptions, anchors: list[str], identity: Any) -> Any:
     from pciauth.spdm.certs import load_trust_anchors
     from pciauth.spdm.requester import RequesterConfig
 
-    if opts.policy not in (None, "cma", "spdm-only"):
-        raise UsageError(f"--policy is cma or spdm-only, not {opts.policy!r}")
+    measure, indices = check_options(opts)
     policy = opts.policy or ("cma" if identity is not None else "spdm-only")
     if policy == "cma" and identity is None:
         raise UsageError("--policy cma needs the device's identity: not available over --socket",
                          hint="use --policy spdm-only")  # fmt: skip
-    if opts.slot is not None and not 0 <= opts.slot <= 7:
-        raise UsageError(f"--slot is 0..7, not {opts.slot}")
-    measure, indices = parse_measurements(opts.measurements)
     return RequesterConfig(
         trust_anchors=load_trust_anchors(anchors) if anchors else [],
         policy=policy,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pciauth.cli import main
 from pciauth.errors import ExitCode
 
@@ -105,3 +107,15 @@ def test_save_reference_in_a_missing_directory_fails_first_naming_the_path(capsy
     err = capsys.readouterr().err
     assert str(target) in err and ".tmp" not in err
     assert main(["auth", "emu", "--save-reference", str(tmp_path)]) == ExitCode.USAGE
+
+
+@pytest.mark.parametrize("argv", [["--slot", "9"], ["--measurements", "0"], ["--measurements", "lots"]])
+def test_bad_options_are_refused_before_the_device_is_opened(capsys, monkeypatch, argv):
+    import pciauth.target
+
+    def no_open(*a, **kw):
+        raise AssertionError("the device was opened before the options were checked")
+
+    monkeypatch.setattr(pciauth.target, "open_target", no_open)
+    assert main(["auth", "emu", *argv]) == ExitCode.USAGE
+    assert capsys.readouterr().err.startswith("pciauth: error: ")
