@@ -119,3 +119,15 @@ def test_bad_options_are_refused_before_the_device_is_opened(capsys, monkeypatch
     monkeypatch.setattr(pciauth.target, "open_target", no_open)
     assert main(["auth", "emu", *argv]) == ExitCode.USAGE
     assert capsys.readouterr().err.startswith("pciauth: error: ")
+
+
+def test_human_failure_is_said_once_without_the_anchor_note(capsys):
+    code = main(["auth", "emu,adversary=bad-version"])
+    out = capsys.readouterr().out
+    assert code in (ExitCode.DEVICE, ExitCode.VERIFICATION)
+    assert out.count("version:") == 1, out
+    assert "FAILED version" not in out and "trust" not in out, out
+    main(["auth", "emu,adversary=bad-signature"])
+    out = capsys.readouterr().out
+    assert out.count("signature does not verify") == 1, out
+    assert "trusting the emulated device's own test root" in out  # a chain was read: the root matters
