@@ -54,7 +54,9 @@ def _adversary_rows() -> list[tuple[str, str]]:
 
 def build_config(args: argparse.Namespace):
     """The ResponderConfig the options describe (for ``run`` and for tests)."""
-    from pciauth.errors import UsageError
+    import os
+
+    from pciauth.errors import NotFoundError, UsageError
     from pciauth.spdm import constants as C
     from pciauth.spdm.pki import normalize_algorithm
     from pciauth.spdm.responder import ResponderConfig
@@ -67,8 +69,14 @@ def build_config(args: argparse.Namespace):
             raise UsageError(f"--versions: {e}")
     adversary = _split(args.adversary)
     if adversary:
+        from pciauth.spdm.adversary import Adversary
+
+        Adversary(tuple(adversary))  # unknown rows are a usage error, before the PKI is read
         kw["adversary"] = tuple(adversary)
     algs = tuple(normalize_algorithm(a) for a in _split(args.algorithms)) or None
+    if not os.path.isdir(args.pki):
+        raise NotFoundError(f"{args.pki}: no such PKI directory", path=str(args.pki),
+                            hint=f"make one with `pciauth pki init {args.pki}`")  # fmt: skip
     config = ResponderConfig.from_pki(args.pki, algs, **kw)
     if not config.slots:
         raise UsageError(f"{args.pki}: no certificate slot found", hint=f"run `pciauth pki init {args.pki}`")
@@ -95,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.pki:
         raise UsageError("--pki DIR is required (make one with `pciauth pki init DIR`)")
+    if args.max_connections < 1:
+        raise UsageError(f"--max-connections must be at least 1, not {args.max_connections}")
     host, port = parse_endpoint(args.listen)
     config = build_config(args)
     Responder(config)  # validate the adversary rows and the slots before listening
