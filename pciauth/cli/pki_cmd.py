@@ -76,6 +76,25 @@ def _identity(args: argparse.Namespace):
     return dataclasses.replace(DEFAULT_IDENTITY, **changes)
 
 
+def _check_files(directory: str, desc: dict) -> None:
+    """Parse every chain and load every key ``show`` describes: a corrupt file fails, naming it."""
+    from pathlib import Path
+
+    from pciauth.errors import UsageError
+    from pciauth.spdm import pki
+
+    algorithms = desc.get("algorithms")
+    if not isinstance(algorithms, dict):
+        raise UsageError(f"{directory}/pki.json: algorithms is not an object", path=str(directory))
+    for alg in sorted(set(algorithms) | set(pki.available_algorithms(directory))):
+        pki.load_slot(directory, alg)  # the chain links up and leaf.key belongs to the leaf
+        entry = algorithms.get(alg)
+        for role in entry.values() if isinstance(entry, dict) else ():
+            key = role.get("key") if isinstance(role, dict) else None
+            if isinstance(key, str) and (Path(directory) / key).is_file():
+                pki.load_private_key(Path(directory) / key)
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -88,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("pciauth pki needs an action: init DIR or show DIR")
     if action == "show":
         desc = pki.read_pki_json(args.dir)
+        _check_files(args.dir, desc)
     else:
         if (args.ssvid is None) != (args.ssid is None):
             raise UsageError("--ssvid and --ssid go together")
