@@ -44,16 +44,22 @@ def _parse_hex(text: str) -> bytes:
     from pciauth.errors import UsageError
 
     try:
-        return bytes.fromhex(text.replace(":", "").replace("_", ""))
+        data = bytes.fromhex(text.replace(":", "").replace("_", ""))
     except ValueError:
         raise UsageError(f"--raw payload is not hex: {text!r}") from None
+    if len(data) % 4:
+        raise UsageError(f"--raw payload must be whole dwords (a multiple of 4 bytes), not {len(data)} bytes",
+                         hint="pad it yourself, e.g. 10840000")  # fmt: skip
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
     from pciauth.cli.output import print_json
-    from pciauth.errors import ExitCode, NotFoundError
+    from pciauth.errors import ExitCode, NotFoundError, UsageError
     from pciauth.target import lock_target, open_target
 
+    if args.lock_timeout < 0:
+        raise UsageError(f"--lock-timeout must not be negative, not {args.lock_timeout:g}")
     raw = None
     if args.raw:
         raw = (_parse_protocol(args.raw[0]), _parse_hex(args.raw[1]))

@@ -46,8 +46,11 @@ def test_raw_cdat_on_chosen_mailbox(capsys):
     (["emu", "--raw", "0001", "00"], ExitCode.USAGE),
     (["emu", "--raw", "10000:01", "00"], ExitCode.USAGE),
     (["emu", "--raw", "0001:01", "xyz"], ExitCode.USAGE),
-    (["emu", "--raw", "0001:07", "00"], ExitCode.NOT_FOUND),
-    (["emu", "--raw", "0001:01", "00", "--mailbox", "0x300"], ExitCode.NOT_FOUND),
+    (["emu", "--raw", "0001:07", "00000000"], ExitCode.NOT_FOUND),
+    (["emu", "--raw", "0001:01", "00000000", "--mailbox", "0x300"], ExitCode.NOT_FOUND),
+    (["emu", "--raw", "0001:01", "108400"], ExitCode.USAGE),  # 3 bytes: not whole dwords, never padded
+    (["emu", "--raw", "0001:01", "10840000", "--lock-timeout", "-5"], ExitCode.USAGE),
+    (["emu", "--lock-timeout", "-5"], ExitCode.USAGE),
     (["emu,fault=stuck_busy,fault_after=3", "--raw", "0001:01", "10840000", "--timeout", "0.1"],
      ExitCode.DEVICE),
     (["emu,fault=never_ready,fault_count=-1", "--timeout", "0.05"], ExitCode.DEVICE),
