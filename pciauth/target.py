@@ -65,6 +65,8 @@ def parse_emu_spec(spec: str) -> tuple[int, dict[str, Any]] | None:
     """``(index, knobs)`` for an ``emu`` spec, None for anything else."""
     m = _EMU.match(spec.strip())
     if not m:
+        if spec.strip().split(",")[0].split(":")[0] == "emu":  # meant the emulated device: say how
+            raise UsageError(f"bad emulated device {spec.strip()!r}: use emu, emu:N (0-2) or emu:N,knob=value")
         return None
     from pciauth.emu.device import KNOBS
 

@@ -140,3 +140,18 @@ def test_emu_spec_parser_only_raises_usage_errors(spec):
     except UsageError:
         return
     assert indices is None or all(1 <= i <= 254 for i in indices)
+
+
+@pytest.mark.parametrize("spec", ["emu:-1", "emu:x", "emu:", "emu:1x", "emu:1:2"])
+def test_misspelt_emu_spec_says_how_to_name_the_emulated_device(spec):
+    with pytest.raises(UsageError) as e:
+        open_target(spec)
+    assert "bad emulated device" in e.value.message and "emu:N (0-2)" in e.value.message
+    assert parse_emu_spec("01:00.0") is None and parse_emu_spec("emulator") is None  # not emu specs
+
+
+def test_misspelt_emu_spec_on_the_command_line(capsys):
+    from pciauth.cli import main
+
+    assert main(["show", "emu:-1"]) == 2
+    assert "bad emulated device 'emu:-1'" in capsys.readouterr().err
