@@ -88,15 +88,15 @@ def reference_from_report(report: dict, *, device: str | None = None, identity: 
     }
 
 
-def check_writable(path: str) -> None:
-    """Fail early, naming ``path``, when a reference cannot be written there (before authenticating)."""
+def check_writable(path: str, what: str = "the reference") -> None:
+    """Fail early, naming ``path``, when ``what`` cannot be written there (before authenticating)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise NotFoundError(f"{path}: cannot write the reference: no directory {directory}", path=path)
+        raise NotFoundError(f"{path}: cannot write {what}: no directory {directory}", path=path)
     if os.path.isdir(path):
-        raise UsageError(f"{path}: cannot write the reference: it is a directory", path=path)
+        raise UsageError(f"{path}: cannot write {what}: it is a directory", path=path)
     if not os.access(directory, os.W_OK):
-        raise PermissionDeniedError(f"{path}: cannot write the reference: {directory} is not writable",
+        raise PermissionDeniedError(f"{path}: cannot write {what}: {directory} is not writable",
                                     path=path)  # fmt: skip
 
 

@@ -65,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of DEVICE, --socket HOST:PORT or --replay FILE")
     if args.timeout <= 0 or args.lock_timeout < 0:
         raise UsageError("--timeout must be positive and --lock-timeout not negative")
-    if args.save_reference:
-        from pciauth.reference import check_writable
+    from pciauth.reference import check_writable
 
+    if args.save_reference:
         check_writable(args.save_reference)
+    if args.record and not args.replay:
+        check_writable(args.record, "the recording")
     opts = _options(args)
     auth.check_options(opts)  # before opening anything: a usage error is instant
     if args.replay:

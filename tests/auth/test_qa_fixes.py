@@ -131,3 +131,16 @@ def test_human_failure_is_said_once_without_the_anchor_note(capsys):
     out = capsys.readouterr().out
     assert out.count("signature does not verify") == 1, out
     assert "trusting the emulated device's own test root" in out  # a chain was read: the root matters
+
+
+def test_record_in_a_missing_directory_fails_first_naming_the_path(capsys, tmp_path, monkeypatch):
+    from pciauth.doe import authenticate
+
+    def no_auth(*a, **kw):
+        raise AssertionError("authenticated before checking --record")
+
+    monkeypatch.setattr(authenticate, "authenticate_device", no_auth)
+    target = tmp_path / "no" / "rec.json"
+    assert main(["auth", "emu", "--record", str(target)]) == ExitCode.NOT_FOUND
+    err = capsys.readouterr().err
+    assert str(target) in err and ".tmp" not in err and "recording" in err
