@@ -28,7 +28,7 @@ from pciauth.doe.mailbox import (
 )
 from pciauth.emu.config import CapLayout, EmulatedConfigSpace, first_free
 from pciauth.emu.doe import EmulatedDoe, FaultPlan
-from pciauth.errors import UsageError
+from pciauth.errors import NotFoundError, UsageError
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,9 @@ class EmulatedDevice:
         **overrides: Any,
     ) -> None:
         if index not in PROFILES:
-            raise UsageError(
-                f"no emulated device emu:{index}; known: {', '.join(f'emu:{i}' for i in PROFILES)}"
+            raise NotFoundError(
+                f"no emulated device emu:{index} (emu:{min(PROFILES)}..emu:{max(PROFILES)})",
+                device=f"emu:{index}",
             )
         unknown = set(overrides) - set(KNOBS)
         if unknown:

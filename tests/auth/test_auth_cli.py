@@ -109,7 +109,7 @@ def test_usage_errors(capsys):
     assert main(["auth", "emu", "--timeout", "0"]) == ExitCode.USAGE
     assert main(["auth", "--socket", "nohost"]) == ExitCode.USAGE
     assert main(["auth", "--socket", "127.0.0.1:1", "--policy", "cma"]) == ExitCode.USAGE
-    assert main(["auth", "emu:77"]) == ExitCode.USAGE
+    assert main(["auth", "emu:77"]) == ExitCode.NOT_FOUND
 
 
 def test_pcap_has_every_message(capsys, tmp_path):

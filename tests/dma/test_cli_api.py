@@ -108,7 +108,7 @@ def test_usage_errors(capsys, argv):
 
 
 def test_unknown_emu_instance(capsys):
-    assert main(["dma", "emu:99"]) == 2
+    assert main(["dma", "emu:99"]) == 3
 
 
 def test_iova_show_and_set_recorded_for_later_runs(capsys):

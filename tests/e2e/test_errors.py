@@ -19,7 +19,7 @@ CASES = [
     ("show-bad-function", ["show", "00:1f.9"], 2, "function 0x9 out of range"),
     ("show-bad-hex", ["show", "zz:zz.z"], 2, "invalid"),
     ("show-not-a-device", ["show", "nosuch"], 2, "'nosuch' is not a PCI address"),
-    ("show-emu-unknown", ["show", "emu:99"], 2, "emu:99"),
+    ("show-emu-unknown", ["show", "emu:99"], 3, "no emulated device emu:99 (emu:0..emu:2)"),
     ("list-bad-ids", ["list", "-d", "xyz"], 2, "invalid id selector"),
     ("auth-missing", ["auth", "99:00.0", "--sysfs-root", "{empty}"], 3, "no PCI device"),
     ("bind-missing", ["bind", "99:00.0", "--sysfs-root", "{empty}"], 3, "no PCI device"),

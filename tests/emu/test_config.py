@@ -7,7 +7,7 @@ import pytest
 from pciauth.doe.mailbox import CTRL_ABORT, CTRL_GO, CTRL_INT_EN, STATUS_BUSY, STATUS_ERROR, STATUS_READY
 from pciauth.emu import PROFILES, EmulatedDevice
 from pciauth.emu.doe import EmulatedDoe
-from pciauth.errors import UsageError
+from pciauth.errors import NotFoundError, UsageError
 from pciauth.pci.capabilities import read_serial_number, walk_capabilities, walk_extended_capabilities
 
 
@@ -67,7 +67,7 @@ def test_doe_offset_knob_and_overlap():
         EmulatedDevice(1, doe_offset=0x200)
     with pytest.raises(UsageError):
         EmulatedDevice(0, doe_offset=0xFF8)
-    with pytest.raises(UsageError, match="no emulated device"):
+    with pytest.raises(NotFoundError, match=r"no emulated device emu:99 \(emu:0\.\.emu:2\)"):
         EmulatedDevice(99)
     with pytest.raises(UsageError, match="unknown emulated device knob"):
         EmulatedDevice(0, colour="red")
