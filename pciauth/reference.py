@@ -123,7 +123,7 @@ def load_reference(path: str) -> dict:
             doc = json.loads(f.read())
     except FileNotFoundError:
         raise NotFoundError(f"no reference file at {path}", path=path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also int-digit limits
         raise BadFileError(f"{path}: not a pciauth reference (bad JSON: {e})", field="json", path=path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise BadFileError(f"{path}: not a pciauth reference (format/version)", field="format", path=path)

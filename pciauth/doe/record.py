@@ -139,7 +139,7 @@ class Recording:
                 doc = json.loads(f.read())
         except FileNotFoundError:
             raise NotFoundError(f"no recording at {path}", path=path) from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also int-digit limits
             raise BadFileError(f"{path}: not a pciauth recording (bad JSON: {e})", field="json", path=path)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise BadFileError(f"{path}: not a pciauth recording (format field)", field="format", path=path)

@@ -21,10 +21,7 @@ MUTANTS = 400
 #: Bugs reported but not fixed yet, per target, as "exception type@file of the innermost pciauth
 #: frame" (no line number: the owners' edits move lines). Each has an xfail regression test here;
 #: remove its entry when the fix lands.
-KNOWN: dict[str, set[str]] = {
-    "reference": {"RecursionError@reference.py", "ValueError@reference.py"},
-    "doe_record": {"RecursionError@record.py", "ValueError@record.py"},
-}
+KNOWN: dict[str, set[str]] = {}
 
 
 def _where(sig: str) -> str:
