@@ -6,7 +6,7 @@ import pytest
 
 from pciauth.doe import find_mailbox
 from pciauth.emu import EmulatedDevice
-from pciauth.errors import DeviceBusy, DeviceNotFound, UsageError
+from pciauth.errors import DeviceBusy, DeviceNotFound, NotFoundError, UsageError
 from pciauth.target import open_target, parse_emu_spec
 
 
@@ -31,7 +31,7 @@ def test_open_emu_target():
         assert t.identity.device == 0xA11F
         assert t.check_kernel_use(force=False) == []
         assert [mb.offset for mb in t.mailboxes()] == [0x180, 0x200]
-    with pytest.raises(UsageError):
+    with pytest.raises(NotFoundError):
         open_target("emu:42")
 
 
