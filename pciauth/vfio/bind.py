@@ -216,7 +216,15 @@ def bind(
 def _wait_bound(binding: Binding, timeout: float) -> None:
     path, name = binding.sysfs_path, binding.device
     real_sys = os.path.realpath(binding.sysfs_root) == "/sys"
-    if not wait_until(lambda: current_driver(path) == VFIO_DRIVER, timeout, use_udev=real_sys):
+    bound = lambda: current_driver(path) == VFIO_DRIVER  # noqa: E731
+    first = min(1.0, timeout / 2)
+    if not wait_until(bound, first, use_udev=real_sys) and current_driver(path) is None:
+        # Unbound and not probed (a probe lost to a racing unbind or hotplug event): probe once
+        # more. On a real kernel drivers_probe is synchronous and harmless to repeat.
+        with contextlib.suppress(Exception):
+            write_attr(os.path.join(binding.sysfs_root, "bus", "pci", "drivers_probe"), name,
+                       step="DriversProbe", device=name)
+    if not bound() and not wait_until(bound, max(timeout - first, 0.0), use_udev=real_sys):
         now = current_driver(path)
         raise BindError(
             f"vfio-pci did not take {name} within {timeout:g} s (driver now: {now or 'none'})",
