@@ -90,6 +90,10 @@ class ConfigSpace(abc.ABC):
                 f"config read of {length} bytes at 0x{offset:x} is beyond {self.size} bytes",
                 device=self.name,
             )
+        return self._read_span(offset, length)
+
+    def _read_span(self, offset: int, length: int) -> bytes:
+        """Bulk read of a checked span; byte by byte unless a subclass does better."""
         return bytes(self._read(offset + i, 1) for i in range(length))
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -116,15 +120,7 @@ class BytesConfigSpace(ConfigSpace):
     def _write(self, offset: int, width: int, value: int) -> None:
         struct.pack_into(_FORMATS[width], self.data, offset, value)
 
-    def read_bytes(self, offset: int = 0, length: int | None = None) -> bytes:
-        if length is None:
-            length = self.size - offset
-        super()._check(offset, 1) if length else None
-        if offset + length > self.size:
-            raise ConfigSpaceError(
-                f"config read of {length} bytes at 0x{offset:x} is beyond {self.size} bytes",
-                device=self.name,
-            )
+    def _read_span(self, offset: int, length: int) -> bytes:
         return bytes(self.data[offset : offset + length])
 
 
@@ -208,15 +204,22 @@ class SysfsConfigSpace(ConfigSpace):
                 f"short config write at 0x{offset:x}", path=self.path, device=self.name
             )
 
-    def read_bytes(self, offset: int = 0, length: int | None = None) -> bytes:
-        if length is None:
-            length = self.size - offset
-        if offset < 0 or length < 0 or offset + length > self.size:
+    def _read_span(self, offset: int, length: int) -> bytes:
+        try:
+            data = os.pread(self.fd, length, offset)
+        except OSError as e:
             raise ConfigSpaceError(
-                f"config read of {length} bytes at 0x{offset:x} is beyond {self.size} bytes",
+                f"reading {length} config bytes at 0x{offset:x} failed: {e.strerror}",
+                errno=e.errno,
+                path=self.path,
+                device=self.name,
+            ) from None
+        if len(data) != length:
+            raise ConfigSpaceError(
+                f"short config read at 0x{offset:x} ({len(data)} of {length} bytes)",
+                path=self.path,
                 device=self.name,
             )
-        data = os.pread(self.fd, length, offset)
         return data
 
     def close(self) -> None:
