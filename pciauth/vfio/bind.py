@@ -140,8 +140,13 @@ def bind(
     timeout: float = DEFAULT_TIMEOUT,
     mode: str = "session",
     journal: Journal | None = None,
+    guard: SignalGuard | None = None,
 ) -> Binding:
-    """Bind ``device`` (a ``PciDevice``) to vfio-pci; journal first so a crash can be undone."""
+    """Bind ``device`` (a ``PciDevice``) to vfio-pci; journal first so a crash can be undone.
+
+    ``guard``: the :class:`SignalGuard` of :func:`bound`, held off while a failed bind undoes
+    its work (a signal then is remembered in ``guard.pending``, not raised half-way).
+    """
     journal = journal or Journal()
     name, path = device.name, device.sysfs_path
     root = device_root(path)
@@ -207,8 +212,14 @@ def bind(
         write_attr(os.path.join(root, "bus", "pci", "drivers_probe"), name, step="DriversProbe", device=name)
         _wait_bound(binding, timeout)
     except BaseException:
-        with contextlib.suppress(Exception):
-            restore(binding, journal=journal, timeout=timeout)
+        if guard is not None:
+            guard.restoring = True
+        try:
+            with contextlib.suppress(Exception):
+                restore(binding, journal=journal, timeout=timeout)
+        finally:
+            if guard is not None:
+                guard.restoring = False
         raise
     return binding
 
@@ -388,9 +399,13 @@ def bound(
     guard = SignalGuard()
     with guard:
         try:
-            binding = bind(device, force=force, timeout=timeout, journal=journal)
+            binding = bind(device, force=force, timeout=timeout, journal=journal, guard=guard)
         except SignalExit as exc:  # bind() already undid its half-done work
             guard.reraise(exc.signum)
+            raise
+        except BaseException:
+            if guard.pending is not None:  # arrived while bind() undid its work: deliver it now
+                guard.reraise(guard.pending)
             raise
         signum: int | None = None
         try:

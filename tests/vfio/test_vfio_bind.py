@@ -332,3 +332,29 @@ def test_restore_of_a_vanished_device_drops_the_entry(env, core) -> None:
     shutil.rmtree(env.dev_path(BDF))
     assert vbind.restore(b)["action"] == "gone"
     assert Journal().entries() == []
+
+
+def test_signal_during_restore_after_failed_bind_waits_for_the_restore(env, core, monkeypatch) -> None:
+    # bind() fails after changing the device (vfio-pci never took it) and undoes its work;
+    # a SIGTERM arriving while it undoes must not leave the device half-restored on vfio-pci.
+    real = vbind.restore_entry
+    seen = []
+
+    def never_bound(binding, timeout):
+        raise BindError("vfio-pci did not take it", device=binding.device, step="WaitVfioBound")
+
+    def restore_with_interruption(entry, **kw):
+        signal.raise_signal(signal.SIGTERM)  # arrives in the middle of restoring
+        return real(entry, **kw)
+
+    monkeypatch.setattr(vbind, "_wait_bound", never_bound)
+    monkeypatch.setattr(vbind, "restore_entry", restore_with_interruption)
+    previous = signal.signal(signal.SIGTERM, lambda s, f: seen.append(env.driver(BDF)))
+    try:
+        with pytest.raises(BindError, match="did not take"), vbind.bound(dev(), timeout=20):
+            pytest.fail("the bind failed: the block must not run")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert env.driver(BDF) == "nvme" and env.override(BDF) is None
+    assert Journal().read(BDF) is None
+    assert seen == ["nvme"]  # delivered once, after the driver was back
