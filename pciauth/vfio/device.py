@@ -90,13 +90,7 @@ class VfioConfigSpace(ConfigSpace):
         if n != width:
             raise ConfigSpaceError(f"short VFIO config write at 0x{offset:x}", device=self.name)
 
-    def read_bytes(self, offset: int = 0, length: int | None = None) -> bytes:
-        if length is None:
-            length = self.size - offset
-        if offset < 0 or length < 0 or offset + length > self.size:
-            raise ConfigSpaceError(
-                f"config read of {length} bytes at 0x{offset:x} is beyond {self.size} bytes", device=self.name
-            )
+    def _read_span(self, offset: int, length: int) -> bytes:
         return self._pread(offset, length) if length else b""
 
 
