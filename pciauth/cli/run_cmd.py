@@ -221,18 +221,14 @@ def run(args: argparse.Namespace) -> int:
     if dev is not None:
         from pciauth.cli.dma_cmd import check_driver_options
 
-        try:
+        try:  # from here on every exit closes the device (restores its driver)
             check_driver_options(args, dev)
-        except PciauthError:
-            dev.close()
-            raise
-        report.update(device=dev.name, emulated=dev.emulated, driver=dev.driver.name,
-                      iommu=getattr(dev.backend, "name", "?"))
-        if dev.emulated:
-            steps.add("bind", "skipped", "emulated device: nothing to bind, no root needed")
-        for s in dev.steps:
-            steps.add(**s)
-        try:
+            report.update(device=dev.name, emulated=dev.emulated, driver=dev.driver.name,
+                          iommu=getattr(dev.backend, "name", "?"))
+            if dev.emulated:
+                steps.add("bind", "skipped", "emulated device: nothing to bind, no root needed")
+            for s in dev.steps:
+                steps.add(**s)
             if args.auth:
                 steps.run("authenticate", _auth, dev, args.trust_anchor, args.force)
             else:
