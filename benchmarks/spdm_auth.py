@@ -29,10 +29,10 @@ the responder is the time inside ``Responder.handle`` plus, over the socket, eve
 of the process (the server's accept and connection threads: framing and socket I/O included).
 A lab run times the requester side only, against a real device.
 
-A second, "SPDM code alone" figure runs the same handshakes with fixed nonces and every crypto
-and X.509 call answered from a table of earlier results (AEAD, whose keys change every session,
-is timed and taken out): what remains is the cost of pciauth's codec, transcripts, state
-machines and report. The metered codec+state is larger: it also holds what crypto causes
+A second, "SPDM code alone" figure (benchmarks/_spdm_pure.py) records one handshake with fixed
+nonces, then replays each side on its own with every crypto and X.509 call (AEAD included)
+answered from a tape in call order: what remains is the cost of pciauth's codec, transcripts,
+state machines and report. The metered codec+state is larger: it also holds what crypto causes
 between the calls (freeing keys and certificates, the CPU caches it evicted).
 
 Target (issue 3): codec+state under 20% of the crypto time, per algorithm set; judged on the
@@ -56,6 +56,8 @@ from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from _spdm_pure import pure_codec_state
 
 from pciauth.spdm import algorithms as A
 from pciauth.spdm import cert_checks, certs, keyschedule, pki, requester_signatures
@@ -187,142 +189,6 @@ def calibrate(n: int = 5000) -> tuple[float, float]:
         if took < best_wrapped:
             best_wrapped, inside = took, probe.spent[("requester", "crypto")]
     return max(best_wrapped - best_plain, 0.0) / n, inside / n
-
-
-class _FixedRandom:
-    """Stands in for ``os`` in the responder handlers during the pure pass: fixed nonces and ids."""
-
-    @staticmethod
-    def urandom(n: int) -> bytes:
-        return b"\x5a" * n
-
-
-def _lookup(owner: Any, name: str, counter: list[int]) -> Callable[[], None]:
-    """Replace ``owner.name`` by a table of its results keyed by its arguments; returns the undo."""
-    fn = getattr(owner, name)
-    table: dict[Any, Any] = {}
-
-    def key_of(x: Any) -> Any:
-        return x if isinstance(x, bytes | int | str | bool | type(None)) else id(x)
-
-    def looked_up(*args: Any, **kw: Any) -> Any:
-        counter[0] += 1
-        key = (tuple(key_of(a) for a in args), tuple((k, key_of(v)) for k, v in sorted(kw.items())))
-        if key not in table:
-            table[key] = fn(*args, **kw)
-        return table[key]
-
-    setattr(owner, name, looked_up)
-    return lambda: setattr(owner, name, fn)
-
-
-def pure_codec_state(rcfg: ResponderConfig, qcfg: RequesterConfig, rounds: int, repeat: int) -> dict[str, float]:
-    """CPU ms per handshake of codec+state alone: crypto and X.509 answered from a table.
-
-    Nonces, contexts and session ids are fixed, so every handshake repeats the same messages and
-    each crypto or X.509 call after the first is a dictionary lookup (its cost, measured, is
-    removed). What remains is the SPDM code itself: codecs, transcripts, both state machines and
-    the report. The metered pass also counts, as codec+state, what happens between crypto calls
-    but is caused by them: freeing keys and certificates, caches the crypto evicted.
-    """
-    from dataclasses import replace
-
-    from pciauth.spdm import responder_handlers
-
-    calls = [0]
-    undo = [_lookup(A, n, calls) for n in ("hash_bytes", "sign", "verify", "dhe_generate", "dhe_shared",
-                                           "signing_message", "ecdsa_raw_to_der", "asym_bits_for_key")]
-    undo += [_lookup(keyschedule, n, calls) for n in ("hmac_bytes", "hkdf_extract", "hkdf_expand")]
-    undo += [_lookup(mod, "hash_bytes", calls) for mod in (certs, cert_checks)]
-    undo += [_lookup(certs, n, calls) for n in ("parse_cert_chain", "verify_chain")]
-    undo += [_lookup(certs.ChainVerdict, "to_dict", calls), _lookup(requester_mod, "_pem", calls),
-             _lookup(requester_signatures, "_public_pem", calls)]
-    real_os = responder_handlers.os
-    responder_handlers.os = _FixedRandom  # type: ignore[assignment]
-    fixed = replace(qcfg, random=_FixedRandom.urandom)
-    # AEAD keys are new objects every session, so AEAD is timed and taken out instead
-    aead = {"requester": 0.0, "responder": 0.0}
-    depth = [0]
-
-    def timed_aead(name: str) -> Callable[[], None]:
-        fn = getattr(A.AeadKey, name)
-
-        def timed(*args: Any, **kw: Any) -> Any:
-            t0 = THREAD_CLOCK()
-            try:
-                return fn(*args, **kw)
-            finally:
-                aead["responder" if depth[0] else "requester"] += THREAD_CLOCK() - t0
-
-        setattr(A.AeadKey, name, timed)
-        return lambda: setattr(A.AeadKey, name, fn)
-
-    undo += [timed_aead(n) for n in ("__init__", "encrypt", "decrypt")]
-    try:
-        inside = [0.0]
-        real_handle = Responder.handle
-
-        def handle(self: Responder, message: bytes, *, secured: bool = False) -> bytes:
-            depth[0] += 1
-            t0 = THREAD_CLOCK()
-            try:
-                return real_handle(self, message, secured=secured)
-            finally:
-                inside[0] += THREAD_CLOCK() - t0
-                depth[0] -= 1
-
-        Responder.handle = handle  # type: ignore[method-assign]
-        for _ in range(3):  # fill the tables
-            report = Requester(CallableTransport(Responder(rcfg).handle), fixed).authenticate()
-            if not report.authenticated:
-                raise RuntimeError(f"pure pass did not authenticate: {report.error}")
-        best = (float("inf"), 0.0, 0, 0.0, 0.0)
-        for _ in range(repeat):
-            inside[0], calls[0] = 0.0, 0
-            aead.update(requester=0.0, responder=0.0)
-            t0 = THREAD_CLOCK()
-            for _ in range(rounds):
-                Requester(CallableTransport(Responder(rcfg).handle), fixed).authenticate()
-            took = THREAD_CLOCK() - t0
-            if took < best[0]:
-                best = (took, inside[0], calls[0], aead["requester"], aead["responder"])
-    finally:
-        Responder.handle = real_handle  # type: ignore[method-assign]
-        responder_handlers.os = real_os
-        for u in undo:
-            u()
-    took, rsp, n, aead_req, aead_rsp = best
-    lookup = _lookup_cost()
-    req, rsp = took - rsp - aead_req, rsp - aead_rsp
-    took = req + rsp
-    # lookups happen on both sides; their cost is split in proportion to each side's time
-    share = req / took if took else 0.5
-    return {"requester": 1000 * (req - n * lookup * share) / rounds,
-            "responder": 1000 * (rsp - n * lookup * (1 - share)) / rounds,
-            "both": 1000 * (took - n * lookup) / rounds}
-
-
-def _lookup_cost(n: int = 5000) -> float:
-    """Seconds one table lookup adds (against a plain call)."""
-
-    class Probe:
-        @staticmethod
-        def f(a: bytes, b: int) -> int:
-            return b
-
-    plain_best = looked_best = float("inf")
-    for _ in range(5):
-        t0 = THREAD_CLOCK()
-        for _ in range(n):
-            Probe.f(b"x", 1)
-        plain_best = min(plain_best, THREAD_CLOCK() - t0)
-    _lookup(Probe, "f", [0])
-    for _ in range(5):
-        t0 = THREAD_CLOCK()
-        for _ in range(n):
-            Probe.f(b"x", 1)
-        looked_best = min(looked_best, THREAD_CLOCK() - t0)
-    return max(looked_best - plain_best, 0.0) / n
 
 
 SETS = [
@@ -526,7 +392,7 @@ def print_tables(rows: list[dict], overhead: tuple[float, float]) -> tuple[bool,
           f"inside the category), up to {calls:.0f} wrapped calls per handshake")
     print("socket rows include loopback TCP and framing in codec+state (responder side: server threads).")
     print("\nSPDM code alone (in memory): codec+state measured with crypto and X.509 answered from a table "
-          "(see pure_codec_state);\nthe metered codec+state above also holds the freeing of keys and "
+          "(benchmarks/_spdm_pure.py);\nthe metered codec+state above also holds the freeing of keys and "
           "certificates and the cache misses crypto leaves behind.\n")
     print(f"{'algorithm set':27} | {'crypto':>6} {'codec':>6} {'ratio':>6} {'':4} | {'req':>6} {'codec':>6} "
           f"{'ratio':>6} {'':4} | {'rsp':>6} {'codec':>6} {'ratio':>6}")

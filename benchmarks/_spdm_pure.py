@@ -1,0 +1,205 @@
+"""The "SPDM code alone" figure of benchmarks/spdm_auth.py: pciauth's codec and state machines
+timed with every crypto and X.509 call answered from a tape.
+
+How it works:
+
+1. Record: after one warm-up handshake (both sides cache some encoded messages), one real handshake (real crypto), with fixed nonces, contexts and session ids on both
+   sides. Every top-level call into crypto or X.509 (the patch points below) is recorded, per
+   side, in call order with its result; so is every request and response.
+2. Replay, one side at a time, so that neither side's time holds the other's:
+   - requester alone: a fresh Requester against a transport that answers each request with the
+     recorded response (a dictionary lookup);
+   - responder alone: a fresh Responder fed the recorded requests in order.
+   Each crypto/X.509 call returns the next result on that side's tape (the name is checked, so a
+   handshake that is not deterministic stops the benchmark instead of measuring nonsense). The
+   first replay also checks that every message is byte for byte the recorded one.
+
+A tape call costs the same whatever its arguments (no hashing of transcripts or keys); that cost
+is measured in the same run and removed. What remains is pciauth's SPDM code: message encoding
+and parsing, transcripts, secured-message framing, both state machines and the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from pciauth.spdm import algorithms as A
+from pciauth.spdm import cert_checks, certs, keyschedule, requester_signatures, responder_handlers
+from pciauth.spdm import requester as requester_mod
+from pciauth.spdm.requester import Requester, RequesterConfig
+from pciauth.spdm.responder import Responder, ResponderConfig
+from pciauth.transport import CallableTransport
+
+CLOCK = time.thread_time
+
+#: Where crypto and X.509 are entered (modules that imported a name hold their own reference).
+PATCH_POINTS: list[tuple[Any, str]] = (
+    [(A, n) for n in ("hash_bytes", "sign", "verify", "dhe_generate", "dhe_shared", "signing_message",
+                      "ecdsa_raw_to_der", "asym_bits_for_key")]
+    + [(A.AeadKey, n) for n in ("__init__", "encrypt", "decrypt")]
+    + [(keyschedule, n) for n in ("hmac_bytes", "hkdf_extract", "hkdf_expand")]
+    + [(certs, "hash_bytes"), (cert_checks, "hash_bytes"), (certs, "parse_cert_chain"),
+       (certs, "verify_chain"), (certs.ChainVerdict, "to_dict"), (requester_mod, "_pem"),
+       (requester_signatures, "_public_pem")]
+)
+
+
+def fixed_random(n: int) -> bytes:
+    return b"\x5a" * n
+
+
+class _FixedOs:
+    """Stands in for ``os`` in the responder handlers: fixed nonces and session ids."""
+
+    urandom = staticmethod(fixed_random)
+
+
+class Tape:
+    """Records top-level crypto/X.509 calls per side, then plays their results back in order."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[tuple[str, Any]]] = {"requester": [], "responder": []}
+        self.side = "requester"
+        self.depth = 0
+        self.playing: list[tuple[str, Any]] | None = None
+        self.pos = 0
+        self.undo: list[Callable[[], None]] = []
+
+    def patch(self, owner: Any, name: str) -> None:
+        fn = getattr(owner, name)
+        tape = self
+
+        def taped(*args: Any, **kw: Any) -> Any:
+            playing = tape.playing
+            if playing is not None:
+                i = tape.pos
+                tape.pos = i + 1
+                recorded, result = playing[i]
+                if recorded is not name:
+                    raise RuntimeError(f"replay diverged: call {i} is {name}, the tape has {recorded}")
+                return result
+            tape.depth += 1
+            try:
+                result = fn(*args, **kw)
+            finally:
+                tape.depth -= 1
+            if tape.depth == 0:  # calls made inside another patched call are part of it
+                tape.calls[tape.side].append((name, result))
+            return result
+
+        setattr(owner, name, taped)
+        self.undo.append(lambda: setattr(owner, name, fn))
+
+    def play(self, side: str) -> None:
+        self.playing, self.pos = self.calls[side], 0
+
+    def restore(self) -> None:
+        for u in reversed(self.undo):
+            u()
+        self.undo.clear()
+
+
+def _tape_cost(n: int = 20000) -> float:
+    """Seconds one taped call adds against a plain call (both with two arguments)."""
+
+    class Probe:
+        @staticmethod
+        def f(a: bytes, b: int) -> int:
+            return b
+
+    def best(repeat: int = 5) -> float:
+        out = float("inf")
+        for _ in range(repeat):
+            t0 = CLOCK()
+            for _ in range(n):
+                Probe.f(b"x", 1)
+            out = min(out, CLOCK() - t0)
+        return out
+
+    plain = best()
+    tape = Tape()
+    tape.patch(Probe, "f")
+    tape.playing = [("f", 1)] * (n + 1)
+    total = float("inf")
+    for _ in range(5):
+        tape.pos = 0
+        t0 = CLOCK()
+        for _ in range(n):
+            Probe.f(b"x", 1)
+        total = min(total, CLOCK() - t0)
+    tape.restore()
+    return max(total - plain, 0.0) / n
+
+
+def pure_codec_state(rcfg: ResponderConfig, qcfg: RequesterConfig, rounds: int, repeat: int) -> dict[str, float]:
+    """CPU ms per handshake of pciauth's SPDM code alone: requester, responder, both."""
+    fixed = replace(qcfg, random=fixed_random)
+    tape = Tape()
+    real_os = responder_handlers.os
+    real_handle = Responder.handle
+    exchanges: list[tuple[bytes, bool, bytes]] = []
+    try:
+        responder_handlers.os = _FixedOs  # type: ignore[assignment]
+        # warm the caches both sides keep across connections (encoded static messages), so
+        # that the recording is what every later handshake does
+        Requester(CallableTransport(Responder(rcfg).handle), fixed).authenticate()
+        for owner, name in PATCH_POINTS:
+            tape.patch(owner, name)
+        responder = Responder(rcfg)
+
+        def recording(message: bytes, secured: bool = False) -> bytes:
+            tape.side = "responder"
+            try:
+                response = real_handle(responder, message, secured=secured)
+            finally:
+                tape.side = "requester"
+            exchanges.append((message, secured, response))
+            return response
+
+        report = Requester(CallableTransport(recording), fixed).authenticate()
+        if not report.authenticated:
+            raise RuntimeError(f"recorded handshake did not authenticate: {report.error}")
+        answers = {(m, s): r for m, s, r in exchanges}
+
+        def replayed(message: bytes, secured: bool = False) -> bytes:
+            return answers[(message, secured)]
+
+        def requester_once() -> None:
+            Requester(CallableTransport(replayed), fixed).authenticate()
+
+        def responder_once() -> None:
+            handle = Responder(rcfg).handle
+            for message, secured, _ in exchanges:
+                handle(message, secured=secured)
+
+        # check once that both sides replay the recorded bytes exactly
+        tape.play("requester")
+        if not Requester(CallableTransport(replayed), fixed).authenticate().authenticated:
+            raise RuntimeError("replayed requester did not authenticate")
+        tape.play("responder")
+        check = Responder(rcfg)
+        for message, secured, response in exchanges:
+            if check.handle(message, secured=secured) != response:
+                raise RuntimeError("replayed responder answered differently from the recording")
+
+        cost = _tape_cost()
+        out = {}
+        for side, once in (("requester", requester_once), ("responder", responder_once)):
+            best = float("inf")
+            for _ in range(repeat):
+                t0 = CLOCK()
+                for _ in range(rounds):
+                    tape.play(side)
+                    once()
+                best = min(best, CLOCK() - t0)
+            out[side] = 1000 * (best / rounds - len(tape.calls[side]) * cost)
+        out["both"] = out["requester"] + out["responder"]
+        out["exchanges"] = len(exchanges)
+        out["taped_calls"] = len(tape.calls["requester"]) + len(tape.calls["responder"])
+        return out
+    finally:
+        tape.restore()
+        responder_handlers.os = real_os
