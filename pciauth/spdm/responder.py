@@ -213,11 +213,13 @@ class Responder(HandlerMixin):
             if self.req_transfer_size and len(response) > self.req_transfer_size:
                 raise RequestError(C.ErrorCode.RESPONSE_TOO_LARGE)  # CHUNK_GET is not implemented
         except RequestError as e:
-            response = self._error(e.code, e.data, e.extended)
+            response = self._error(e.code, e.data, e.extended, version=e.version)
         return self.adversary.response(self, code, message, response)
 
-    def _error(self, code: int, data: int = 0, extended: bytes = b"", note: str = "") -> bytes:
-        version = self.version if self.state >= AFTER_CAPABILITIES else C.V10
+    def _error(self, code: int, data: int = 0, extended: bytes = b"", note: str = "",
+               version: int | None = None) -> bytes:
+        if version is None:
+            version = self.version if self.state >= AFTER_CAPABILITIES else C.V10
         return ErrorResponse(version, code, data, extended).encode()
 
     def _dispatch(self, message: bytes, session: Any) -> tuple[int, bytes]:

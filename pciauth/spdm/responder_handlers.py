@@ -27,11 +27,15 @@ NOT_STARTED, AFTER_VERSION, AFTER_CAPABILITIES, NEGOTIATED = range(4)
 
 
 class RequestError(Exception):
-    """Answer the current request with ERROR(code, data, extended)."""
+    """Answer the current request with ERROR(code, data, extended).
 
-    def __init__(self, code: int, data: int = 0, extended: bytes = b"") -> None:
+    ``version``: the ERROR's SPDMVersion when it is not the responder's current one (an invalid
+    GET_CAPABILITIES is answered in the version it asked for).
+    """
+
+    def __init__(self, code: int, data: int = 0, extended: bytes = b"", *, version: int | None = None) -> None:
         super().__init__(C.error_name(code))
-        self.code, self.data, self.extended = code, data, extended
+        self.code, self.data, self.extended, self.version = code, data, extended, version
 
 
 def _parse(cls: Any, message: bytes, **kw: Any) -> Any:
@@ -102,16 +106,22 @@ class HandlerMixin:
     def _get_capabilities(self, message: bytes, session: Any) -> bytes:
         if self.state != AFTER_VERSION or session is not None:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
-        req = _parse(M.GetCapabilities, message)
-        v = req.version
+        v = message[0]  # a version this responder lists (dispatch checked): its ERRORs carry it
+        invalid = RequestError(C.ErrorCode.INVALID_REQUEST, version=v)
+        try:
+            req = M.GetCapabilities.parse(message)
+        except SpdmMalformed:
+            raise invalid
         if v >= C.V11:
             if req.ct_exponent > C.CT_EXPONENT_MAX or C.flag_problem(req.flags, v, requester=True):
-                raise RequestError(C.ErrorCode.INVALID_REQUEST)
+                raise invalid
+            if v == C.V11 and C.flag_value(req.flags, "MUT_AUTH_CAP") and not C.flag_value(req.flags, "ENCAP_CAP"):
+                raise invalid  # 1.1: mutual authentication needs the encapsulated flow
             if v >= C.V12 and (req.data_transfer_size < C.MIN_DATA_TRANSFER_SIZE
                                or req.data_transfer_size > req.max_spdm_msg_size
                                or (not C.flag_value(req.flags, "CHUNK_CAP")
                                    and req.data_transfer_size != req.max_spdm_msg_size)):
-                raise RequestError(C.ErrorCode.INVALID_REQUEST)
+                raise invalid
         self.version = v
         self.req_flags = req.flags
         self.req_transfer_size = req.data_transfer_size if v >= C.V12 else 0
