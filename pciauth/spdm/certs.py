@@ -21,8 +21,10 @@ policy ``"cma"`` requires it, ``"spdm-only"`` does not.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
+import hashlib
 import os
 import stat
 import warnings
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 
 from pciauth.errors import (
@@ -254,6 +256,8 @@ class ChainVerdict:
     leaf_public_key: Any
     policy: str
     trust_anchor: x509.Certificate | None = None
+    #: DER of ``certificates`` (same order) when known: the report renders from it
+    der: list[bytes] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -275,20 +279,32 @@ class ChainVerdict:
             "policy": self.policy,
             "checks": [c.to_dict() for c in self.checks],
             "trust_anchor": self.trust_anchor.subject.rfc4514_string() if self.trust_anchor else None,
-            "certificates": [certificate_info(c) for c in self.certificates],
+            "certificates": [certificate_info(c, d) for c, d in zip(self.certificates, self._der(), strict=True)],
         }
 
+    def _der(self) -> list[bytes | None]:
+        return list(self.der) if len(self.der) == len(self.certificates) else [None] * len(self.certificates)
 
-def certificate_info(cert: x509.Certificate) -> dict:
-    """Stable JSON description of a certificate, PEM included."""
+
+def der_to_pem(der: bytes) -> str:
+    """PEM text of a DER certificate, byte for byte what ``public_bytes(Encoding.PEM)`` gives."""
+    b64 = base64.b64encode(der).decode("ascii")
+    lines = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"
+
+
+def certificate_info(cert: x509.Certificate, der: bytes | None = None) -> dict:
+    """Stable JSON description of a certificate, PEM included (``der``: its encoding, if at hand)."""
+    if der is None:
+        der = cert.public_bytes(serialization.Encoding.DER)
     return {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
         "serial": f"{cert.serial_number:x}",
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
-        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
-        "pem": cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        "sha256": hashlib.sha256(der).hexdigest(),
+        "pem": der_to_pem(der),
     }
 
 
@@ -330,7 +346,7 @@ def verify_chain(
         check_key_usage(labelled),
         check_cma_name(certs[-1], policy, identity),
     ]
-    return ChainVerdict(checks, list(certs), certs[-1].public_key(), policy, anchor)
+    return ChainVerdict(checks, list(certs), certs[-1].public_key(), policy, anchor, list(chain.der))
 
 
 # --------------------------------------------------------------------------------------------

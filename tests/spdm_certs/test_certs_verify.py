@@ -49,6 +49,23 @@ def test_good_chain_passes_every_check():
     assert d["trust_anchor"] == b.root.subject.rfc4514_string()
 
 
+@pytest.mark.parametrize("alg", ["ecdsa-p256", "rsa3072"])
+def test_report_renders_each_certificate_as_cryptography_does(alg):
+    """The report's PEM and fingerprint come from the DER read (fast path): same text as cryptography's."""
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from pciauth.spdm.certs import certificate_info
+
+    s = generate_set(alg)
+    v = verify_chain(parse_cert_chain(build_cert_chain(s.der_chain, HASH_SHA384), HASH_SHA384), [s.root],
+                     policy="spdm-only")
+    assert len(v.der) == len(v.certificates) == 3
+    for info, cert in zip(v.to_dict()["certificates"], v.certificates, strict=True):
+        assert info["pem"] == cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        assert info["sha256"] == cert.fingerprint(hashes.SHA256()).hex()
+        assert info == certificate_info(cert)  # without the DER at hand: the same description
+
+
 @pytest.mark.parametrize("alg", ["ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa2048"])
 def test_generated_pki_sets_verify(alg):
     s = generate_set(alg)
