@@ -142,14 +142,17 @@ class HandlerMixin:
         if types != sorted(types):
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
         v = self.version
-        self.hash_bit = A.select_common(self.config.base_hash, req.base_hash, A.HASH_PRIORITY)
-        self.asym_bit = A.select_common(self.supported_asym(), req.base_asym, A.ASYM_PRIORITY)
-        needs_keys = self.cap("CERT_CAP") or self.cap("CHAL_CAP") or self.cap("KEY_EX_CAP") or (
+        common_hash = A.select_common(self.config.base_hash, req.base_hash, A.HASH_PRIORITY)
+        # A responder that neither signs nor serves certificates (e.g. unsigned measurements only)
+        # selects no BaseAsymSel/BaseHashSel (validator cases 3.1.9-10, 3.5.9-10, 3.6.9-10).
+        needs_keys = self.cap("CERT_CAP") or self.cap("CHAL_CAP") or (self.cap("KEY_EX_CAP") and v >= C.V11) or (
             self.cap("MEAS_CAP") == C.MEAS_CAP_SIG)
+        self.hash_bit = common_hash if needs_keys else 0
+        self.asym_bit = A.select_common(self.supported_asym(), req.base_asym, A.ASYM_PRIORITY) if needs_keys else 0
         if needs_keys and not (self.hash_bit and self.asym_bit):
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
         meas = self.cap("MEAS_CAP") and req.measurement_spec & C.MEAS_SPEC_DMTF
-        self.meas_hash_bit = C.BASE_HASH_TO_MEAS_HASH.get(self.hash_bit, 0) if meas else 0
+        self.meas_hash_bit = C.BASE_HASH_TO_MEAS_HASH.get(common_hash, C.MEAS_HASH_RAW) if meas else 0
         key_ex = self.cap("KEY_EX_CAP") and C.flag_value(self.req_flags, "KEY_EX_CAP") and v >= C.V11
         self.dhe_bit = A.select_common(self.config.dhe, req.struct(C.AlgType.DHE), A.DHE_PRIORITY) if key_ex else 0
         self.aead_bit = A.select_common(self.config.aead, req.struct(C.AlgType.AEAD),
@@ -225,7 +228,8 @@ class HandlerMixin:
         return A.sign(self.asym_bit, self.hash_bit, slot.key, msg)
 
     def _challenge(self, message: bytes, session: Any) -> bytes:
-        self._require("CHAL_CAP")
+        if not self.cap("CHAL_CAP"):  # ErrorData: the unsupported request's code
+            raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, C.Code.CHALLENGE)
         req = _parse(M.Challenge, message)
         self.transcript.on_request(C.Code.CHALLENGE)
         slot = self._slot(req.slot)
@@ -245,7 +249,7 @@ class HandlerMixin:
     def _get_measurements(self, message: bytes, session: Any) -> bytes:
         cap = self.cap("MEAS_CAP")
         if not cap:
-            raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST)
+            raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, C.Code.GET_MEASUREMENTS)
         req = _parse(M.GetMeasurements, message)
         self.transcript.on_request(C.Code.GET_MEASUREMENTS)
         if req.signed and cap != C.MEAS_CAP_SIG:
@@ -280,7 +284,7 @@ class HandlerMixin:
     # --- sessions ---
     def _key_exchange(self, message: bytes, session: Any) -> bytes:
         if self.version < C.V11 or not self.cap("KEY_EX_CAP") or not self.dhe_bit or not self.aead_bit:
-            raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST)
+            raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, C.Code.KEY_EXCHANGE)
         if session is not None:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
         group = A.dhe_group(self.dhe_bit)
@@ -329,9 +333,17 @@ class HandlerMixin:
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
         return max(common)
 
+    def _outside_session(self) -> RequestError:
+        """A session request sent in the clear: SessionRequired (1.2+; 1.1 has no such code)."""
+        if self.version >= C.V12:
+            return RequestError(C.ErrorCode.SESSION_REQUIRED)
+        return RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
+
     def _finish(self, message: bytes, session: Any) -> bytes:
-        if session is None:
-            raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
+        if self.version < C.V11 or not self.cap("KEY_EX_CAP"):
+            raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, C.Code.FINISH)
+        if session is None:  # HANDSHAKE_IN_THE_CLEAR is not offered: FINISH travels in the session
+            raise self._outside_session()
         if session.established:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
         hsize = A.hash_size(self.hash_bit)
@@ -362,8 +374,10 @@ class HandlerMixin:
         return resp
 
     def _end_session(self, message: bytes, session: Any) -> bytes:
+        if self.version < C.V11 or not self.cap("KEY_EX_CAP"):
+            raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, C.Code.END_SESSION)
         if session is None:
-            raise RequestError(C.ErrorCode.SESSION_REQUIRED)
+            raise self._outside_session()
         if not session.established:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
         _parse(M.EndSession, message)

@@ -284,3 +284,187 @@ def test_case_2_6_capabilities_twice(v):
         second.append(get_capabilities(v, SETUP_FLAGS, dts=TRANSFER_SIZE + 1, max_size=TRANSFER_SIZE + 1))
     for request in second:
         assert_error(r.handle(request), v, E.UNEXPECTED_REQUEST)  # 2.6.1-2.6.5
+
+
+# ==================================================================================================
+# 3. ALGORITHMS
+# ==================================================================================================
+def parse_algorithms(resp: bytes) -> dict:
+    """The ALGORITHMS fields the cases check, read straight from the bytes (not the codec)."""
+    assert len(resp) >= 36  # sizeof(ALGORITHMS_1.0) / _1.1 (without structs)
+    length, spec, other, meas_hash, asym, hsh = struct.unpack_from("<HBBIII", resp, 4)
+    n_ext_asym, n_ext_hash = resp[32], resp[33]
+    structs = []
+    pos = 36 + 4 * (n_ext_asym + n_ext_hash)
+    if resp[0] >= C.V11:
+        for _ in range(resp[2]):
+            alg_type, count, supported = struct.unpack_from("<BBH", resp, pos)
+            structs.append((alg_type, count, supported))
+            pos += 4 + 4 * (count & 0xF)
+    return {"length": length, "spec": spec, "other": other, "meas_hash": meas_hash, "asym": asym,
+            "hash": hsh, "ext_asym": n_ext_asym, "ext_hash": n_ext_hash, "structs": structs}
+
+
+def check_algorithms(v: int, resp: bytes, caps: bytes) -> None:
+    """Assertions 3.1.4-10 / 3.5.4-16 / 3.6.4-17 against the CAPABILITIES the responder sent."""
+    new = v >= C.V12
+    a = parse_algorithms(resp)
+    flags = flags_of(caps)
+    meas, chal = cap(flags, "MEAS_CAP"), cap(flags, "CHAL_CAP")
+    key_ex, psk, mut = cap(flags, "KEY_EX_CAP"), cap(flags, "PSK_CAP"), cap(flags, "MUT_AUTH_CAP")
+    n = resp[2] if v >= C.V11 else 0
+    assert a["length"] <= len(resp)  # x.4
+    assert a["length"] == 36 + 4 * a["ext_asym"] + 4 * a["ext_hash"] + 4 * n  # x.4
+    assert a["ext_asym"] == 0  # x.5
+    assert a["ext_hash"] == 0  # x.6
+    assert a["spec"] in (0, C.MEAS_SPEC_DMTF)  # x.7
+    assert at_most_one_bit_of(a["meas_hash"], MEAS_HASH_1_2 if new else MEAS_HASH_1_0)  # x.8
+    assert (a["meas_hash"] != 0) == (meas != 0)
+    signs = chal or meas == C.MEAS_CAP_SIG or key_ex
+    assert at_most_one_bit_of(a["asym"], ASYM_1_2 if new else ASYM_1_0)  # x.9
+    assert (a["asym"] != 0) == bool(signs)
+    assert at_most_one_bit_of(a["hash"], HASH_1_2 if new else HASH_1_0)  # x.10
+    assert (a["hash"] != 0) == bool(signs or psk)
+    if v < C.V11:
+        return
+    types = [t for t, _, _ in a["structs"]]
+    assert n <= 4 and len(set(types)) == len(types)  # x.11
+    assert set(types) <= {C.AlgType.DHE, C.AlgType.AEAD, C.AlgType.REQ_BASE_ASYM, C.AlgType.KEY_SCHEDULE}
+    assert all(count == 0x20 for _, count, _ in a["structs"])  # x.12
+    sel = {t: s for t, _, s in a["structs"]}
+    rules = [  # (type, allowed bits, required when) for x.13-x.16
+        (C.AlgType.DHE, DHE_1_2 if new else DHE_1_1, key_ex),
+        (C.AlgType.AEAD, AEAD_1_2 if new else AEAD_1_1, key_ex or psk),
+        (C.AlgType.REQ_BASE_ASYM, ASYM_1_2 if new else ASYM_1_0, mut),
+        (C.AlgType.KEY_SCHEDULE, C.KEY_SCHEDULE_SPDM, key_ex or psk),
+    ]
+    for alg_type, allowed, required in rules:
+        chosen = sel.get(alg_type, 0)
+        assert at_most_one_bit_of(chosen, allowed), alg_type
+        assert (chosen != 0) == bool(required), alg_type  # absent or 0 when not required
+    if new:  # 3.6.17
+        fmt = a["other"] & C.OPAQUE_FMT_MASK
+        assert at_most_one_bit_of(fmt, C.OPAQUE_FMT_0 | C.OPAQUE_FMT_1)
+        if key_ex or psk:
+            assert fmt == C.OPAQUE_FMT_1
+
+
+@pytest.mark.parametrize("caps", list(CAPS))
+def test_case_3_1_algorithms_1_0(caps):
+    """Case 3.1: SPDM responder shall return valid ALGORITHMS(0x10), if it receives a
+    GET_ALGORITHMS with negotiated version 1.0.
+
+    Run against a responder that signs nothing too ("unsigned-meas": MEAS_CAP=1 only), where
+    3.1.9/3.1.10 require BaseAsymSel == 0 and BaseHashSel == 0.
+    """
+    r, caps_resp = after_capabilities(C.V10, make_config(caps))
+    resp = r.handle(negotiate_algorithms(C.V10))
+    assert len(resp) >= 36  # 3.1.1
+    assert resp[1] == C.Code.ALGORITHMS  # 3.1.2
+    assert resp[0] == 0x10  # 3.1.3
+    check_algorithms(C.V10, resp, caps_resp)  # 3.1.4-3.1.10
+
+
+@pytest.mark.parametrize("v", VERSIONS, ids=C.version_str)
+def test_case_3_2_algorithms_version_mismatch(v):
+    """Case 3.2: SPDM responder shall return ERROR(VersionMismatch), if it receives a
+    NEGOTIATE_ALGORITHMS with non negotiated version (NegotiatedVersion+1, then -1)."""
+    r, _ = after_capabilities(v)
+    for other in (v + 1, v - 1):
+        request = bytearray(negotiate_algorithms(v))
+        request[0] = other
+        assert_error(r.handle(bytes(request)), v, E.VERSION_MISMATCH)  # 3.2.1-3.2.5
+
+
+@pytest.mark.parametrize("v", VERSIONS, ids=C.version_str)
+def test_case_3_3_algorithms_before_capabilities(v):
+    """Case 3.3: SPDM responder shall return ERROR(UnexpectedRequest), if it receives a
+    NEGOTIATE_ALGORITHMS before GET_CAPABILITIES (the ERROR is in version 1.0)."""
+    r = after_version()
+    assert_error(r.handle(negotiate_algorithms(v)), 0x10, E.UNEXPECTED_REQUEST)  # 3.3.1-3.3.5
+
+
+def _invalid_algorithms_steps(v: int) -> list[tuple[str, bytes]]:
+    good = negotiate_algorithms(v)
+    length = len(good)
+
+    def edit(offset: int, value: int, size: int = 1, data: bytes = good) -> bytes:
+        out = bytearray(data)
+        out[offset:offset + size] = value.to_bytes(size, "little")
+        return bytes(out)
+
+    steps = [  # Length-1 / Length+1: the field alone, and the message cut / grown to match it
+        ("1: Length-1", edit(4, length - 1, 2)),
+        ("1: Length-1, message cut to it", edit(4, length - 1, 2)[:-1]),
+        ("3: Length+1", edit(4, length + 1, 2)),
+        ("3: Length+1, message grown to it", edit(4, length + 1, 2) + b"\x00"),
+        ("5: ExtAsymCount=21", edit(32, 21)),
+        ("7: ExtHashCount=21", edit(33, 21)),
+    ]
+    if v >= C.V11:  # AlgStruct[0].AlgCount at offset 37: FixedAlgCount in bits 7:4
+        steps += [
+            ("9: FixedAlgCount=1", edit(37, 0x10)),
+            ("11: FixedAlgCount=3", edit(37, 0x30)),
+            ("13: ExtAlgCount_0=0xF, ExtAlgCount_1=0xF", edit(41, 0x2F, data=edit(37, 0x2F))),
+        ]
+    return steps
+
+
+@pytest.mark.parametrize("v", VERSIONS, ids=C.version_str)
+def test_case_3_4_algorithms_invalid_fields(v):
+    """Case 3.4: SPDM responder shall return ERROR(InvalidRequest), if it receives a
+    NEGOTIATE_ALGORITHMS with invalid field."""
+    r, _ = after_capabilities(v)
+    for step, request in _invalid_algorithms_steps(v):
+        resp = r.handle(request)
+        assert resp[1] == C.Code.ERROR, step
+        assert_error(resp, v, E.INVALID_REQUEST)  # 3.4.1-3.4.5
+    assert r.handle(negotiate_algorithms(v))[1] == C.Code.ALGORITHMS  # the requests changed nothing
+
+
+@pytest.mark.parametrize("caps", list(CAPS))
+def test_case_3_5_algorithms_1_1(caps):
+    """Case 3.5: SPDM responder shall return valid ALGORITHMS(0x11), if it receives a
+    GET_ALGORITHMS with negotiated version 1.1 (four ReqAlgStructs: DHE, AEAD, ReqBaseAsymAlg,
+    KeySchedule). "PSK_EX_CAP" of 3.5.10 is read as PSK_CAP."""
+    r, caps_resp = after_capabilities(C.V11, make_config(caps))
+    resp = r.handle(negotiate_algorithms(C.V11))
+    assert len(resp) >= 36  # 3.5.1: sizeof(ALGORITHMS_1.1)
+    assert resp[1] == C.Code.ALGORITHMS  # 3.5.2
+    assert resp[0] == 0x11  # 3.5.3
+    check_algorithms(C.V11, resp, caps_resp)  # 3.5.4-3.5.16
+
+
+@pytest.mark.parametrize("caps", list(CAPS))
+@pytest.mark.parametrize("v", V12_PLUS, ids=C.version_str)
+def test_case_3_6_algorithms_1_2(v, caps):
+    """Case 3.6: SPDM responder shall return valid ALGORITHMS(0x12), if it receives a
+    GET_ALGORITHMS with negotiated version 1.2 (run for 1.3 too; OtherParamsSupport offers
+    OpaqueDataFmt1). "PSK_EX_CAP" of 3.6.10 is read as PSK_CAP."""
+    r, caps_resp = after_capabilities(v, make_config(caps))
+    resp = r.handle(negotiate_algorithms(v))
+    assert len(resp) >= 36  # 3.6.1: sizeof(ALGORITHMS_1.2)
+    assert resp[1] == C.Code.ALGORITHMS  # 3.6.2
+    assert resp[0] == v  # 3.6.3
+    check_algorithms(v, resp, caps_resp)  # 3.6.4-3.6.17
+
+
+@pytest.mark.parametrize("v", VERSIONS, ids=C.version_str)
+def test_case_3_7_algorithms_twice(v):
+    """Case 3.7: SPDM responder shall return ERROR(UnexpectedRequest) or silent drop, if it
+    receives two non-identical NEGOTIATE_ALGORITHMS (pciauth answers the ERROR)."""
+    r, _ = after_capabilities(v)
+    first = negotiate_algorithms(v, structs=False)  # the setup's request: Param1=0, no AlgStruct
+    a = parse_algorithms(r.handle(first))
+    second = [
+        first[:3] + b"\x01" + first[4:],  # step 1: Param2=1
+        negotiate_algorithms(v, structs=False, base_asym=a["asym"], base_hash=a["hash"]),  # step 3
+    ]
+    if v >= C.V11:  # step 5: the selected DHE, AEAD and ReqBaseAsymAlg as the offer
+        sel = {t: s for t, _, s in a["structs"]}
+        second.append(M.NegotiateAlgorithms(
+            v, C.MEAS_SPEC_DMTF, C.OPAQUE_FMT_1 if v >= C.V12 else 0, a["asym"], a["hash"],
+            structs=[M.AlgStruct(t, sel.get(t, 0)) for t in (C.AlgType.DHE, C.AlgType.AEAD,
+                                                              C.AlgType.REQ_BASE_ASYM)]).encode())
+    for request in second:
+        assert_error(r.handle(request), v, E.UNEXPECTED_REQUEST)  # 3.7.1-3.7.5
