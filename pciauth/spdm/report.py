@@ -79,14 +79,60 @@ class SignatureRecord:
         }
 
 
-@dataclass
 class SlotReport:
-    slot: int
-    digest: bytes = b""
-    chain: bytes = b""
-    certificates_pem: list[str] = field(default_factory=list)
-    verdict: dict | None = None  # certs.ChainVerdict.to_dict()
-    digest_matches: bool | None = None
+    """One certificate slot: its digest, the chain read, and the chain's verdict.
+
+    ``verdict`` (``certs.ChainVerdict.to_dict()``) and ``certificates_pem`` are rendered from the
+    parsed chain the first time they are read (``to_dict()`` reads them), so an authentication
+    whose caller only wants ``authenticated`` does not pay for PEM and name strings.
+    """
+
+    def __init__(self, slot: int, digest: bytes = b"", chain: bytes = b"",
+                 certificates_pem: list[str] | None = None, verdict: dict | None = None,
+                 digest_matches: bool | None = None) -> None:
+        self.slot = slot
+        self.digest = digest
+        self.chain = chain
+        self.digest_matches = digest_matches
+        self._pems = certificates_pem
+        self._verdict = verdict
+        self._chain_verdict: Any = None
+        self._certificates: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"SlotReport(slot={self.slot}, digest_matches={self.digest_matches})"
+
+    def render_later(self, certificates: list[Any], chain_verdict: Any = None) -> None:
+        """Keep the parsed certificates (and their verdict) to render when first asked."""
+        self._certificates = list(certificates)
+        self._chain_verdict = chain_verdict
+        self._pems = self._verdict = None
+
+    @property
+    def verdict(self) -> dict | None:
+        if self._verdict is None and self._chain_verdict is not None:
+            self._verdict = self._chain_verdict.to_dict()
+        return self._verdict
+
+    @verdict.setter
+    def verdict(self, value: dict | None) -> None:
+        self._verdict, self._chain_verdict = value, None
+
+    @property
+    def certificates_pem(self) -> list[str]:
+        if self._pems is None:
+            infos = (self.verdict or {}).get("certificates", [])
+            if len(infos) == len(self._certificates) and all("pem" in i for i in infos):
+                self._pems = [i["pem"] for i in infos]  # same encoding: do not render twice
+            else:
+                from pciauth.spdm.certs import der_to_pem
+
+                self._pems = [der_to_pem(_der(c)) for c in self._certificates]
+        return self._pems
+
+    @certificates_pem.setter
+    def certificates_pem(self, value: list[str]) -> None:
+        self._pems = list(value)
 
     def to_dict(self) -> dict:
         return {
@@ -97,6 +143,12 @@ class SlotReport:
             "certificates_pem": list(self.certificates_pem),
             "verdict": self.verdict,
         }
+
+
+def _der(cert: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 @dataclass

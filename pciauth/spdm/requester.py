@@ -424,20 +424,14 @@ class Requester:
             digest = A.hash_bytes(self.hash_bit, raw)
             sr.digest_matches = digest == self.digests[slot]
             if not sr.digest_matches:
-                sr.certificates_pem = [_pem(c) for c in chain.certificates]
+                sr.render_later(chain.certificates)
                 raise DataMismatch(f"slot {slot}: DIGESTS digest differs from the hash of the certificate chain read")
             self.chains[slot] = chain
             self.chain_hashes[slot] = digest  # CHALLENGE_AUTH's CertChainHash and TH compare with it
             verdict = verify_chain(chain, self.config.trust_anchors, policy=self.config.policy,
                                    identity=self.config.identity, at_time=self.config.at_time)
             self.verdicts[slot] = verdict
-            sr.verdict = verdict.to_dict()
-            # the verdict already holds each certificate's PEM (same encoding): do not encode twice
-            infos = sr.verdict.get("certificates", [])
-            if len(infos) == len(chain.certificates) and all("pem" in i for i in infos):
-                sr.certificates_pem = [i["pem"] for i in infos]
-            else:
-                sr.certificates_pem = [_pem(c) for c in chain.certificates]
+            sr.render_later(chain.certificates, verdict)
             why = "; ".join(f"{c.name}: {c.reason}" for c in verdict.failures) or "chain validated to a trust anchor"
             report.check(f"chain[{slot}]", verdict.ok, why)
 
@@ -541,8 +535,3 @@ class Requester:
         """Random bytes for nonces, contexts and session ids (``config.random``, else os.urandom)."""
         return (self.config.random or os.urandom)(n)
 
-
-def _pem(cert: Any) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")

@@ -33,3 +33,47 @@ def test_clear_error():
     r.fail("key_exchange", SpdmError("x"))
     r.clear_error()
     assert r.error is None and r.checks == [] and r.exit_code == 6
+
+
+def _slot_report(corrupt_digest: bool):
+    from conftest import requester_config, responder_config
+    from cryptography.hazmat.primitives import serialization
+
+    from pciauth.spdm.requester import Requester
+    from pciauth.spdm.responder import Responder
+    from pciauth.transport import CallableTransport
+
+    rsp = Responder(responder_config("ecdsa-p256", adversary=("digest-mismatch",) if corrupt_digest else ()))
+    report = Requester(CallableTransport(rsp.handle), requester_config("ecdsa-p256")).authenticate()
+    pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in _certs("ecdsa-p256")]
+    return report, pems
+
+
+def _certs(alg):
+    from conftest import pki_set
+    from cryptography import x509
+
+    return [x509.load_der_x509_certificate(d) for d in pki_set(alg).der_chain]
+
+
+def test_slot_report_renders_verdict_and_pems_when_first_read():
+    """verdict and certificates_pem are rendered lazily: same content whichever is read first."""
+    report, pems = _slot_report(False)
+    assert report.authenticated
+    slot = report.slots[0]
+    assert slot.certificates_pem == pems  # first: the PEMs (renders the verdict once)
+    assert [c["name"] for c in slot.verdict["checks"]][:2] == ["root_hash", "signatures"]
+    assert [i["pem"] for i in slot.verdict["certificates"]] == pems
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["slots"][0]["certificates_pem"] == pems and d["slots"][0]["verdict"]["ok"] is True
+    report2, _ = _slot_report(False)
+    assert report2.slots[0].verdict["ok"] is True and report2.slots[0].certificates_pem == pems  # other order
+
+
+def test_slot_report_of_a_wrong_digest_still_shows_the_chain():
+    report, pems = _slot_report(True)
+    assert not report.authenticated
+    slot = report.slots[0]
+    assert slot.digest_matches is False and slot.verdict is None
+    assert slot.certificates_pem == pems
+    assert report.to_dict()["slots"][0]["certificates_pem"] == pems
