@@ -230,6 +230,8 @@ class MeasurementFlow:
         if signed:
             if v >= C.V11:
                 assert m.param2 & C.MEAS_SLOT_MASK == self.slot
+            else:  # 1.0: Param2 is reserved (0), which is slot 0, the only one a 1.0 request can use
+                assert m.param2 == 0 == self.slot
             if v >= C.V12:  # ContentChanged: NotSupported (00b) or NoChange (10b)
                 assert m.param2 & C.MEAS_CONTENT_CHANGED_MASK in (0x00, 0x20)
             prefix = p.vca if v >= C.V12 else b""
