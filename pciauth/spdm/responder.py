@@ -78,7 +78,11 @@ class Slot:
 
 @dataclass
 class MeasurementSpec:
-    """One measurement the device reports: sent raw, or as a digest with the negotiated hash."""
+    """One measurement the device reports: sent raw, or as a digest with the negotiated hash.
+
+    A device-mode measurement is always sent raw (DSP0274 1.2+ defines its value as a bit field
+    the verifier reads, DMTF SPDM-Responder-Validator case 7.5).
+    """
 
     index: int
     mtype: int
@@ -90,7 +94,7 @@ class MeasurementSpec:
         key = (self.index, self.mtype, self.value, self.raw, meas_hash_bit)
         cached = _BLOCKS.get(key)
         if cached is None:
-            if self.raw or meas_hash_bit == C.MEAS_HASH_RAW:
+            if self.raw or meas_hash_bit == C.MEAS_HASH_RAW or self.mtype == C.MeasurementType.DEVICE_MODE:
                 cached = make_block(self.index, self.mtype, self.value, raw=True)
             else:
                 base = C.MEAS_HASH_TO_BASE_HASH[meas_hash_bit]

@@ -236,3 +236,14 @@ def test_transcripts_are_bounded():
     assert E.UNSPECIFIED in errors
     r.handle(M.GetVersion().encode())  # GET_VERSION starts over
     assert r.transcript.m1().startswith(M.GetVersion().encode())
+
+
+def test_device_mode_measurement_is_always_raw():
+    """DSP0274 1.2+: a device-mode block carries its bit field raw, never a digest (validator case 7.5)."""
+    from pciauth.spdm.responder import MeasurementSpec
+
+    spec = MeasurementSpec(6, C.MeasurementType.DEVICE_MODE, bytes(20))  # not marked raw
+    block = spec.block(C.BASE_HASH_TO_MEAS_HASH[A.HASH_SHA384])
+    assert block.is_raw and block.value == bytes(20)
+    digest = MeasurementSpec(2, C.MeasurementType.MUTABLE_FIRMWARE, b"fw").block(C.BASE_HASH_TO_MEAS_HASH[A.HASH_SHA384])
+    assert not digest.is_raw and len(digest.value) == 48
