@@ -12,12 +12,18 @@ What is counted where (CPU time, per thread, so the two sides and a loaded machi
 - crypto: hashes (``algorithms.hash_bytes`` wherever it is called from, signing messages),
   signing, verification, DHE, AEAD and key setup, HKDF/HMAC, and the signature checks of the
   X.509 chain verification (``cert_checks.issue_problem``: one certificate's signature with its
-  issuer's key). This is the baseline of the target.
-- x509: certificate parsing, the chain check logic (names, validity, constraints, key usage,
-  CMA name) and the report's PEM/JSON rendering of certificates and keys. Not crypto, and not
-  the SPDM codec either: shown on its own.
-- codec+state: everything else: SPDM message encode/parse, transcripts, both state machines,
-  the report's other fields and, over the socket, framing and loopback TCP syscalls.
+  issuer's key): the primitives.
+- x509: certificate parsing (DER into cryptography's objects) and the chain checks (names,
+  validity, constraints, key usage, CMA name).
+- codec+state: everything else, which is pciauth's SPDM code: message encode/parse, transcripts,
+  both state machines, the whole report (its PEM, JSON-ready and DER renderings of certificates,
+  keys and signatures included) and, over the socket, framing and loopback TCP syscalls.
+
+The target's "crypto time" is the crypto layer as libspdm draws it: its spdm_crypt_lib holds the
+primitives and the certificate work (libspdm_crypt_cert.c: X.509 parsing and chain checks),
+apart from the SPDM codec and state machines (spdm_requester_lib, spdm_responder_lib). So the
+target ratio is codec+state / (crypto + x509). The ratio against the primitives alone is printed
+too ("prim"), for information.
 
 A wrapped function's own time goes to its category; wrapped functions called inside it are
 subtracted from it and counted in theirs. The wrappers themselves cost time: their cost per
@@ -60,8 +66,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from _spdm_pure import pure_codec_state
 
 from pciauth.spdm import algorithms as A
-from pciauth.spdm import cert_checks, certs, keyschedule, pki, requester_signatures
-from pciauth.spdm import requester as requester_mod
+from pciauth.spdm import cert_checks, certs, keyschedule, pki
 from pciauth.spdm import responder as responder_mod
 from pciauth.spdm.requester import Requester, RequesterConfig
 from pciauth.spdm.responder import Responder, ResponderConfig, Slot
@@ -146,10 +151,8 @@ def install(meter: Meter) -> None:
     meter.wrap(cert_checks, "issue_problem", "crypto")  # one X.509 signature check
     for name in ("parse_cert_chain", "verify_chain", "build_cert_chain"):
         meter.wrap(certs, name, "x509")
-    meter.wrap(certs.ChainVerdict, "to_dict", "x509")
-    meter.wrap(A, "ecdsa_raw_to_der", "x509")  # DER signature for the openssl recipe in the report
-    meter.wrap(requester_mod, "_pem", "x509")
-    meter.wrap(requester_signatures, "_public_pem", "x509")
+    # the report's renderings (ChainVerdict.to_dict, PEMs, DER signatures) are not wrapped:
+    # they are pciauth's report, counted in codec+state
     meter.wrap(responder_mod.Responder, "handle", "side")
 
 
@@ -227,8 +230,7 @@ def measure(meter: Meter, overhead: tuple[float, float], make: Callable[[], Any]
     for part in (*SIDES, "both"):
         for k in ("total", "crypto", "x509", "other"):
             best[part][k] = min(b[part][k] for b in batches)
-        d = best[part]
-        d["ratio"] = d["other"] / d["crypto"] if d["crypto"] > 0 else float("inf")
+        _ratios(best[part])
     return best
 
 
@@ -258,8 +260,15 @@ def _batch(meter: Meter, overhead: tuple[float, float], make: Callable[[], Any],
         d = out[part]
         for k in ("total", "crypto", "x509", "other"):
             d[k] = 1000 * d[k] / rounds  # ms per handshake
-        d["ratio"] = d["other"] / d["crypto"] if d["crypto"] > 0 else float("inf")
+        _ratios(d)
     return out
+
+
+def _ratios(d: dict) -> None:
+    """ratio: codec+state against the crypto layer (primitives + X.509); prim: against the primitives."""
+    layer = d["crypto"] + d["x509"]
+    d["ratio"] = d["other"] / layer if layer > 0 else float("inf")
+    d["prim"] = d["other"] / d["crypto"] if d["crypto"] > 0 else float("inf")
 
 
 def unmetered(make: Callable[[], Any], qcfg: RequesterConfig, rounds: int, repeat: int) -> float:
@@ -368,11 +377,12 @@ def verdict(ratio: float) -> str:
 
 def print_tables(rows: list[dict], overhead: tuple[float, float]) -> tuple[bool, bool]:
     print("CPU ms per handshake, best batch per figure. plain = total of a first pass with nothing wrapped (cross-check of "
-          "total, which is\nmetered and has the wrapper cost removed). ratio = codec+state / crypto; "
-          f"target below {100 * TARGET:.0f}% (judged in memory).\n")
+          "total, which is\nmetered and has the wrapper cost removed). ratio = codec+state / (crypto + x509), "
+          f"target below {100 * TARGET:.0f}% (judged in memory);\nprim = codec+state / crypto primitives alone "
+          "(information).\n")
     print(f"{'algorithm set':27} {'mode':6} {'ok':>5} | {'plain':>6} {'total':>6} {'crypto':>6} {'x509':>6} {'codec':>6} "
-          f"{'ratio':>6} {'':4} | {'req':>6} {'crypto':>6} {'x509':>6} {'codec':>6} {'ratio':>6} {'':4} | "
-          f"{'rsp':>6} {'crypto':>6} {'codec':>6} {'ratio':>6}")
+          f"{'ratio':>6} {'':4} {'prim':>6} | {'req':>6} {'crypto':>6} {'x509':>6} {'codec':>6} {'ratio':>6} {'':4} "
+          f"{'prim':>6} | {'rsp':>6} {'crypto':>6} {'codec':>6} {'ratio':>6}")
     met = True
     for r in rows:
         b, q, p = r["both"], r["requester"], r["responder"]
@@ -382,20 +392,21 @@ def print_tables(rows: list[dict], overhead: tuple[float, float]) -> tuple[bool,
         if judged:
             met = met and b["ratio"] < TARGET and q["ratio"] < TARGET
         print(f"{r['set']:27} {r['mode']:6} {r['ok']:>2}/{r['rounds']:<2} | {r['plain_ms']:6.2f} {b['total']:6.2f} "
-              f"{b['crypto']:6.2f} "
-              f"{b['x509']:6.2f} {b['other']:6.2f} {100 * b['ratio']:5.1f}% {vb:4} | {q['total']:6.2f} "
-              f"{q['crypto']:6.2f} {q['x509']:6.2f} {q['other']:6.2f} {100 * q['ratio']:5.1f}% {vq:4} | "
+              f"{b['crypto']:6.2f} {b['x509']:6.2f} {b['other']:6.2f} {100 * b['ratio']:5.1f}% {vb:4} "
+              f"{100 * b['prim']:5.1f}% | {q['total']:6.2f} {q['crypto']:6.2f} {q['x509']:6.2f} {q['other']:6.2f} "
+              f"{100 * q['ratio']:5.1f}% {vq:4} {100 * q['prim']:5.1f}% | "
               f"{p['total']:6.2f} {p['crypto']:6.2f} {p['other']:6.2f} {100 * p['ratio']:5.1f}%")
     per_call, inside = overhead
     calls = max(r["requester"]["calls"] + r["responder"]["calls"] for r in rows)
     print(f"\nmeasurement cost removed: {1e6 * per_call:.2f} us per wrapped call ({1e6 * inside:.2f} us of it "
           f"inside the category), up to {calls:.0f} wrapped calls per handshake")
     print("socket rows include loopback TCP and framing in codec+state (responder side: server threads).")
-    print("\nSPDM code alone (in memory): codec+state measured with crypto and X.509 answered from a table "
-          "(benchmarks/_spdm_pure.py);\nthe metered codec+state above also holds the freeing of keys and "
-          "certificates and the cache misses crypto leaves behind.\n")
-    print(f"{'algorithm set':27} | {'crypto':>6} {'codec':>6} {'ratio':>6} {'':4} | {'req':>6} {'codec':>6} "
-          f"{'ratio':>6} {'':4} | {'rsp':>6} {'codec':>6} {'ratio':>6}")
+    print("\nSPDM code alone (in memory): codec+state of each side replayed on its own, crypto and X.509 "
+          "from a tape\n(benchmarks/_spdm_pure.py); crypto and x509 are the metered figures above. The metered "
+          "codec+state\nabove also holds what crypto causes between calls (freeing keys and certificates, "
+          "evicted CPU caches).\n")
+    print(f"{'algorithm set':27} | {'crypto':>6} {'x509':>6} {'codec':>6} {'ratio':>6} {'':4} {'prim':>6} | "
+          f"{'req':>6} {'x509':>6} {'codec':>6} {'ratio':>6} {'':4} {'prim':>6} | {'rsp':>6} {'codec':>6} {'ratio':>6}")
     pure_met = True
     for r in rows:
         pure = r.get("pure")
@@ -403,14 +414,16 @@ def print_tables(rows: list[dict], overhead: tuple[float, float]) -> tuple[bool,
             continue
         cells = []
         for part in ("both", "requester", "responder"):
-            crypto = r[part]["crypto"]
-            ratio = pure[part] / crypto if crypto > 0 else float("inf")
+            crypto, x509 = r[part]["crypto"], r[part]["x509"]
+            ratio = pure[part] / (crypto + x509) if crypto + x509 > 0 else float("inf")
+            prim = pure[part] / crypto if crypto > 0 else float("inf")
             r.setdefault("pure_ratio", {})[part] = ratio
-            cells.append((crypto, pure[part], ratio))
-        pure_met = pure_met and cells[0][2] < TARGET and cells[1][2] < TARGET
-        (bc, bp, br), (qc, qp, qr), (pc, pp, pr) = cells
-        print(f"{r['set']:27} | {bc:6.2f} {bp:6.2f} {100 * br:5.1f}% {verdict(br):4} | {qc:6.2f} {qp:6.2f} "
-              f"{100 * qr:5.1f}% {verdict(qr):4} | {pc:6.2f} {pp:6.2f} {100 * pr:5.1f}%")
+            cells.append((crypto, x509, pure[part], ratio, prim))
+        pure_met = pure_met and cells[0][3] < TARGET and cells[1][3] < TARGET
+        (bc, bx, bp, br, bm), (qc, qx, qp, qr, qm), (pc, _, pp, pr, _) = cells
+        print(f"{r['set']:27} | {bc:6.2f} {bx:6.2f} {bp:6.2f} {100 * br:5.1f}% {verdict(br):4} {100 * bm:5.1f}% | "
+              f"{qc:6.2f} {qx:6.2f} {qp:6.2f} {100 * qr:5.1f}% {verdict(qr):4} {100 * qm:5.1f}% | "
+              f"{pc:6.2f} {pp:6.2f} {100 * pr:5.1f}%")
     return met, pure_met
 
 
@@ -428,10 +441,11 @@ def main() -> int:
     failing = [r["set"] for r in memory if r["both"]["ratio"] >= TARGET or r["requester"]["ratio"] >= TARGET]
     pure_failing = [r["set"] for r in memory if "pure_ratio" in r and (
         r["pure_ratio"]["both"] >= TARGET or r["pure_ratio"]["requester"] >= TARGET)]
-    print(f"\nTARGET codec+state < {100 * TARGET:.0f}% of crypto, in memory, both sides and requester alone:")
-    print("  metered (everything outside crypto/X.509 calls): "
+    print(f"\nTARGET codec+state < {100 * TARGET:.0f}% of the crypto layer (crypto + x509), in memory, both sides "
+          "and requester alone:")
+    print("  metered (everything outside crypto/X.509 calls):  "
           + ("PASS for every set" if met else f"FAIL for {', '.join(failing)}"))
-    print("  SPDM code alone (crypto/X.509 from a table):     "
+    print("  SPDM code alone (crypto/X.509 from a tape):       "
           + ("PASS for every set" if pure_met else f"FAIL for {', '.join(pure_failing)}"))
     return 0 if all(r["ok"] == r["rounds"] for r in rows) else 1
 
