@@ -242,7 +242,7 @@ def test_case_2_4_capabilities_invalid_fields(v):
 
     Step 5 (MUT_AUTH_CAP without ENCAP_CAP) is sent in 1.1 only: the validator's own code skips
     it from 1.2 on ("the mut_auth_cap == 1 and encap_cap == 0 case need check for version1.1
-    only"), as DSP0274 1.2 no longer ties mutual authentication to the encapsulated flow. Steps 7
+    only"), and libspdm's capability check applies that rule to 1.1 alone. Steps 7
     and 9 are also sent with CHUNK_CAP set, so the size rule alone is what makes them invalid.
     The ERROR carries the version of the request (2.4.3), which becomes the negotiated one.
     """
