@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 
 from pciauth.spdm import constants as C
-from pciauth.spdm.messages_base import Header, Reader, SpdmMalformed, parse_header
+from pciauth.spdm.messages_base import Header, Layout, Reader, SpdmMalformed, parse_header
 from pciauth.spdm.messages_base import start as _start
 
 _U16 = struct.Struct("<H")
@@ -115,6 +115,11 @@ def _caps_size(version: int) -> int:
     return 20 if version >= C.V12 else 12
 
 
+_CAPS_11 = Layout(("Reserved", "x"), ("CTExponent", "B"), ("Reserved", "2x"), ("Flags", "I"))
+_CAPS_12 = Layout(("Reserved", "x"), ("CTExponent", "B"), ("Reserved", "2x"), ("Flags", "I"),
+                  ("DataTransferSize", "I"), ("MaxSPDMmsgSize", "I"))
+
+
 @dataclass
 class GetCapabilities:
     version: int
@@ -136,17 +141,12 @@ class GetCapabilities:
     @classmethod
     def parse(cls, data: bytes) -> GetCapabilities:
         r, h = _start(data, C.Code.GET_CAPABILITIES, "GET_CAPABILITIES")
-        m = cls(h.version)
-        if h.version >= C.V11:
-            r.u8("Reserved")
-            m.ct_exponent = r.u8("CTExponent")
-            r.u16("Reserved")
-            m.flags = r.u32("Flags")
-            if h.version >= C.V12:
-                m.data_transfer_size = r.u32("DataTransferSize")
-                m.max_spdm_msg_size = r.u32("MaxSPDMmsgSize")
-        m.raw = r.end()
-        return m
+        v = h.version
+        if v >= C.V12:
+            return cls(v, *r.fields(_CAPS_12), r.end())
+        if v >= C.V11:
+            return cls(v, *r.fields(_CAPS_11), raw=r.end())
+        return cls(v, raw=r.end())
 
 
 @dataclass
@@ -168,16 +168,10 @@ class Capabilities:
     @classmethod
     def parse(cls, data: bytes) -> Capabilities:
         r, h = _start(data, C.Code.CAPABILITIES, "CAPABILITIES")
-        m = cls(h.version)
-        r.u8("Reserved")
-        m.ct_exponent = r.u8("CTExponent")
-        r.u16("Reserved")
-        m.flags = r.u32("Flags")
-        if h.version >= C.V12:
-            m.data_transfer_size = r.u32("DataTransferSize")
-            m.max_spdm_msg_size = r.u32("MaxSPDMmsgSize")
-        m.raw = r.end()
-        return m
+        v = h.version
+        if v >= C.V12:
+            return cls(v, *r.fields(_CAPS_12), r.end())
+        return cls(v, *r.fields(_CAPS_11), raw=r.end())
 
 
 # --- NEGOTIATE_ALGORITHMS / ALGORITHMS -----------------------------------------------------------
@@ -209,7 +203,29 @@ def _alg_struct_fields(i: int) -> tuple[str, str, str, str]:
 _ALG_STRUCT_FIELDS: dict[int, tuple[str, str, str, str]] = {}
 
 
+_ALG_STRUCT = struct.Struct("<BBH")  # AlgType, AlgCount, AlgSupported (no AlgExternal)
+_ALG_TYPES = frozenset((2, 3, 4, 5))  # DHE, AEAD, ReqBaseAsymAlg, KeySchedule
+
+
 def _parse_alg_structs(r: Reader, n: int, what: str) -> list[AlgStruct]:
+    """The AlgStructs: the usual ones (fixed width 2, no external) read at once; anything else, or
+    anything wrong, goes through the field-by-field parse that names the culprit."""
+    pos = r.pos
+    if n and r.n - pos >= 4 * n:
+        out = []
+        seen: set[int] = set()
+        for t, cnt, supported in _ALG_STRUCT.iter_unpack(r.data[pos : pos + 4 * n]):
+            if cnt != 0x20 or t in seen or t not in _ALG_TYPES:
+                break
+            seen.add(t)
+            out.append(AlgStruct(t, supported))
+        else:
+            r.pos = pos + 4 * n
+            return out
+    return _parse_alg_structs_checked(r, n, what)
+
+
+def _parse_alg_structs_checked(r: Reader, n: int, what: str) -> list[AlgStruct]:
     out = []
     seen = set()
     for i in range(n):
@@ -229,6 +245,16 @@ def _parse_alg_structs(r: Reader, n: int, what: str) -> list[AlgStruct]:
         seen.add(t)
         out.append(AlgStruct(t, supported, ext))
     return out
+
+
+#: NEGOTIATE_ALGORITHMS and ALGORITHMS after Length, up to the external algorithm lists
+_NEGOTIATE_FIXED = Layout(("MeasurementSpecification", "B"), ("OtherParamsSupport", "B"), ("BaseAsymAlgo", "I"),
+                          ("BaseHashAlgo", "I"), ("Reserved", "12x"), ("ExtAsymCount", "B"),
+                          ("ExtHashCount", "B"), ("Reserved", "2x"))
+_ALGORITHMS_FIXED = Layout(("MeasurementSpecificationSel", "B"), ("OtherParamsSelection", "B"),
+                           ("MeasurementHashAlgo", "I"), ("BaseAsymSel", "I"), ("BaseHashSel", "I"),
+                           ("Reserved", "12x"), ("ExtAsymSelCount", "B"), ("ExtHashSelCount", "B"),
+                           ("Reserved", "2x"))
 
 
 @dataclass
@@ -265,13 +291,7 @@ class NegotiateAlgorithms:
         if length < 32 or length > len(data) or length > 128 + 4 * 40:
             raise SpdmMalformed(f"NEGOTIATE_ALGORITHMS: Length {length} disagrees with the message "
                                 f"({len(data)} bytes)", field="Length")
-        m.measurement_spec = r.u8("MeasurementSpecification")
-        m.other_params = r.u8("OtherParamsSupport")
-        m.base_asym = r.u32("BaseAsymAlgo")
-        m.base_hash = r.u32("BaseHashAlgo")
-        r.take(12, "Reserved")
-        na, nh = r.u8("ExtAsymCount"), r.u8("ExtHashCount")
-        r.take(2, "Reserved")
+        m.measurement_spec, m.other_params, m.base_asym, m.base_hash, na, nh = r.fields(_NEGOTIATE_FIXED)
         if na > 20 or nh > 20:
             raise SpdmMalformed("NEGOTIATE_ALGORITHMS: more than 20 external algorithms",
                                 field="ExtAsymCount")
@@ -320,14 +340,8 @@ class Algorithms:
         if length < 36 or length > len(data):
             raise SpdmMalformed(f"ALGORITHMS: Length {length} disagrees with the message ({len(data)} bytes)",
                                 field="Length")
-        m.measurement_spec = r.u8("MeasurementSpecificationSel")
-        m.other_params = r.u8("OtherParamsSelection")
-        m.measurement_hash = r.u32("MeasurementHashAlgo")
-        m.base_asym = r.u32("BaseAsymSel")
-        m.base_hash = r.u32("BaseHashSel")
-        r.take(12, "Reserved")
-        na, nh = r.u8("ExtAsymSelCount"), r.u8("ExtHashSelCount")
-        r.take(2, "Reserved")
+        (m.measurement_spec, m.other_params, m.measurement_hash, m.base_asym, m.base_hash,
+         na, nh) = r.fields(_ALGORITHMS_FIXED)
         if na > 1 or nh > 1:
             raise SpdmMalformed("ALGORITHMS: more than one external algorithm selected",
                                 field="ExtAsymSelCount")

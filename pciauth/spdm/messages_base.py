@@ -65,6 +65,16 @@ class Reader:
         self.pos = pos + 4
         return _U32.unpack_from(self.data, pos)[0]
 
+    def fields(self, layout: Layout) -> tuple[int, ...]:
+        """Read a run of fixed-size fields at once; when the message is short, name the field cut."""
+        pos = self.pos
+        if pos + layout.size > self.n:
+            for name, offset, size in layout.fields:
+                self.pos = pos + offset
+                self.need(size, name)
+        self.pos = pos + layout.size
+        return layout.struct.unpack_from(self.data, pos)
+
     def rest(self) -> int:
         return self.n - self.pos
 
@@ -79,6 +89,27 @@ class Reader:
                 field="length",
             )
         return self.data[: self.pos]
+
+
+class Layout:
+    """A run of fixed-size little-endian fields, read with one ``struct`` call.
+
+    ``fields`` is a table of ``(name, code)`` with a ``struct`` code per field (``B`` u8, ``H``
+    u16, ``I`` u32, ``12x`` 12 reserved bytes...). Reserved (``x``) fields are checked for length
+    but not returned.
+    """
+
+    __slots__ = ("fields", "size", "struct")
+
+    def __init__(self, *fields: tuple[str, str]) -> None:
+        self.struct = struct.Struct("<" + "".join(code for _, code in fields))
+        self.fields: list[tuple[str, int, int]] = []
+        offset = 0
+        for name, code in fields:
+            size = struct.calcsize("<" + code)
+            self.fields.append((name, offset, size))
+            offset += size
+        self.size = offset
 
 
 @dataclass
