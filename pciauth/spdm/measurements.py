@@ -12,14 +12,15 @@ The value type's bit 7 says raw bit stream (1) or digest (0); bits 6:0 say what 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pciauth.spdm import constants as C
 from pciauth.spdm.messages_base import Reader, SpdmMalformed
 
 
-@dataclass(frozen=True)
-class MeasurementBlock:
+class MeasurementBlock(NamedTuple):
+    """One measurement block (immutable; a tuple, cheap to build for every block a device sends)."""
+
     index: int
     spec: int  # MeasurementSpecification bits (DMTF = 1)
     value_type: int  # DMTFSpecMeasurementValueType, bit 7 raw

@@ -16,9 +16,13 @@ class SpdmMalformed(MalformedData):
 
 
 class Reader:
-    """Bounds-checked little-endian reader over one message."""
+    """Bounds-checked little-endian reader over one message.
 
-    __slots__ = ("data", "n", "pos", "what")
+    After :func:`start` it also carries the message's header fields (``version``, ``code``,
+    ``param1``, ``param2``), so a parser reads them without another object.
+    """
+
+    __slots__ = ("code", "data", "n", "param1", "param2", "pos", "version", "what")
 
     def __init__(self, data: bytes, what: str) -> None:
         self.data = data if type(data) is bytes else bytes(data)
@@ -131,12 +135,14 @@ def parse_header(data: bytes) -> Header:
     return Header(data[0], data[1], data[2], data[3])
 
 
-def start(data: bytes, code: int, what: str) -> tuple[Reader, Header]:
+def start(data: bytes, code: int, what: str) -> tuple[Reader, Reader]:
+    """A reader past the 4-byte header of a message of ``code``; the reader is also the header."""
     r = Reader(data, what)
-    r.need(4, "header")
+    if r.n < 4:
+        r.need(4, "header")
     d = r.data
-    h = Header(d[0], d[1], d[2], d[3])
+    r.version, r.code, r.param1, r.param2 = d[0], d[1], d[2], d[3]
     r.pos = 4
-    if h.code != code:
-        raise SpdmMalformed(f"{what}: code 0x{h.code:02x} is not 0x{code:02x}", field="RequestResponseCode")
-    return r, h
+    if r.code != code:
+        raise SpdmMalformed(f"{what}: code 0x{r.code:02x} is not 0x{code:02x}", field="RequestResponseCode")
+    return r, r

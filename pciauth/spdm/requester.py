@@ -115,6 +115,17 @@ def _one_bit(mask: int) -> bool:
     return mask != 0 and mask & (mask - 1) == 0
 
 
+def _pick(value: int, offered: int, what: str, required: bool) -> int:
+    """An ALGORITHMS selection: exactly one bit, one that was offered (0 allowed when not required)."""
+    if value == 0 and not required:
+        return 0
+    if not _one_bit(value):
+        raise SpdmError(f"ALGORITHMS: {what} 0x{value:x} must select exactly one algorithm")
+    if not value & offered:
+        raise SpdmError(f"ALGORITHMS: {what} 0x{value:x} was not offered (offered 0x{offered:x})")
+    return value
+
+
 class Requester:
     """Runs one authentication against one responder through ``transport``."""
 
@@ -364,43 +375,34 @@ class Requester:
 
     def _check_algorithms(self, alg: M.Algorithms, structs: Any, other: int) -> None:
         cfg = self.config
-
-        def pick(value: int, offered: int, what: str, required: bool) -> int:
-            if value == 0 and not required:
-                return 0
-            if not _one_bit(value):
-                raise SpdmError(f"ALGORITHMS: {what} 0x{value:x} must select exactly one algorithm")
-            if not value & offered:
-                raise SpdmError(f"ALGORITHMS: {what} 0x{value:x} was not offered (offered 0x{offered:x})")
-            return value
-
         needs = bool(self.cap("CERT_CAP") or self.cap("CHAL_CAP") or self.cap("KEY_EX_CAP")
                      or self.cap("MEAS_CAP") == C.MEAS_CAP_SIG)
-        self.hash_bit = pick(alg.base_hash, cfg.base_hash, "BaseHashSel", needs)
-        self.asym_bit = pick(alg.base_asym, cfg.base_asym, "BaseAsymSel", needs)
+        self.hash_bit = _pick(alg.base_hash, cfg.base_hash, "BaseHashSel", needs)
+        self.asym_bit = _pick(alg.base_asym, cfg.base_asym, "BaseAsymSel", needs)
         if alg.ext_asym or alg.ext_hash:
             raise SpdmError("ALGORITHMS: selects external algorithms, none were offered")
         if self.cap("MEAS_CAP"):
-            pick(alg.measurement_spec, C.MEAS_SPEC_DMTF, "MeasurementSpecificationSel", True)
-            self.meas_hash_bit = pick(alg.measurement_hash, _KNOWN_MEAS_HASH, "MeasurementHashAlgo", True)
+            _pick(alg.measurement_spec, C.MEAS_SPEC_DMTF, "MeasurementSpecificationSel", True)
+            self.meas_hash_bit = _pick(alg.measurement_hash, _KNOWN_MEAS_HASH, "MeasurementHashAlgo", True)
         elif alg.measurement_hash or alg.measurement_spec:
             raise SpdmError("ALGORITHMS: measurement algorithms selected without MEAS_CAP")
         if self.version >= C.V12:
             if alg.other_params & C.OPAQUE_FMT_MASK:
-                pick(alg.other_params & C.OPAQUE_FMT_MASK, other, "OtherParamsSelection", True)
+                _pick(alg.other_params & C.OPAQUE_FMT_MASK, other, "OtherParamsSelection", True)
             self.other_params = alg.other_params & C.OPAQUE_FMT_MASK
-        offered = {s.alg_type: s.supported for s in structs}
+        offered = {s.alg_type for s in structs}
+        sel = {}
         for s in alg.structs:
             if s.alg_type not in offered:
                 raise SpdmError(f"ALGORITHMS: answers AlgType {s.alg_type}, which was not sent")
             if s.external:
                 raise SpdmError(f"ALGORITHMS: AlgType {s.alg_type} selects external algorithms")
-        session = bool(self.config.session and self.cap("KEY_EX_CAP") and self.version >= C.V11)
-        sel = {s.alg_type: s.supported for s in alg.structs}
-        self.dhe_bit = pick(sel.get(C.AlgType.DHE, 0), cfg.dhe, "DHE", session)
-        self.aead_bit = pick(sel.get(C.AlgType.AEAD, 0), cfg.aead, "AEAD", session)
-        pick(sel.get(C.AlgType.KEY_SCHEDULE, 0), C.KEY_SCHEDULE_SPDM, "KeySchedule", session)
-        pick(sel.get(C.AlgType.REQ_BASE_ASYM, 0), cfg.base_asym, "ReqBaseAsymAlg", False)
+            sel[s.alg_type] = s.supported
+        session = bool(cfg.session and self.version >= C.V11 and self.cap("KEY_EX_CAP"))
+        self.dhe_bit = _pick(sel.get(C.AlgType.DHE, 0), cfg.dhe, "DHE", session)
+        self.aead_bit = _pick(sel.get(C.AlgType.AEAD, 0), cfg.aead, "AEAD", session)
+        _pick(sel.get(C.AlgType.KEY_SCHEDULE, 0), C.KEY_SCHEDULE_SPDM, "KeySchedule", session)
+        _pick(sel.get(C.AlgType.REQ_BASE_ASYM, 0), cfg.base_asym, "ReqBaseAsymAlg", False)
 
     # --- certificates ---
     def _digests(self, report: AuthReport) -> None:
