@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from conftest import pki_set, requester_config, responder_config
+
 from pciauth.errors import DataMismatch, MalformedData, SignatureError, SpdmError, TransportError
 from pciauth.spdm.report import AuthReport
 
@@ -36,7 +38,6 @@ def test_clear_error():
 
 
 def _slot_report(corrupt_digest: bool):
-    from conftest import requester_config, responder_config
     from cryptography.hazmat.primitives import serialization
 
     from pciauth.spdm.requester import Requester
@@ -50,7 +51,6 @@ def _slot_report(corrupt_digest: bool):
 
 
 def _certs(alg):
-    from conftest import pki_set
     from cryptography import x509
 
     return [x509.load_der_x509_certificate(d) for d in pki_set(alg).der_chain]
