@@ -58,8 +58,9 @@ def make_block(index: int, mtype: int, value: bytes, *, raw: bool) -> Measuremen
     return MeasurementBlock(b.index, b.spec, b.value_type, b.value, b.encode())
 
 
-_BLOCK_HEADER = struct.Struct("<BBH")  # Index, MeasurementSpecification, MeasurementSize
-_DMTF_HEADER = struct.Struct("<BH")  # DMTFSpecMeasurementValueType, DMTFSpecMeasurementValueSize
+#: Index, MeasurementSpecification, MeasurementSize, then the DMTF header that starts the
+#: Measurement: DMTFSpecMeasurementValueType, DMTFSpecMeasurementValueSize (7 bytes in all)
+_BLOCK_AND_DMTF_HEADERS = struct.Struct("<BBHBH")
 
 
 def parse_record(record: bytes, count: int) -> list[MeasurementBlock]:
@@ -74,18 +75,13 @@ def parse_record(record: bytes, count: int) -> list[MeasurementBlock]:
     pos = 0
     blocks: list[MeasurementBlock] = []
     seen: set[int] = set()
-    unpack_block, unpack_dmtf = _BLOCK_HEADER.unpack_from, _DMTF_HEADER.unpack_from
+    unpack, dmtf = _BLOCK_AND_DMTF_HEADERS.unpack_from, C.MEAS_SPEC_DMTF
     for _ in range(count):
-        end = pos + 4
-        if end > n:
+        if pos + 7 > n:
             break
-        index, spec, size = unpack_block(data, pos)
-        end += size
-        if (end > n or size < 3 or index == 0 or index == 0xFF or index in seen
-                or spec != C.MEAS_SPEC_DMTF):
-            break
-        vtype, vsize = unpack_dmtf(data, pos + 4)
-        if vsize != size - 3:
+        index, spec, size, vtype, vsize = unpack(data, pos)
+        end = pos + 4 + size
+        if end > n or vsize != size - 3 or index in seen or index == 0 or index == 0xFF or spec != dmtf:
             break
         seen.add(index)
         blocks.append(MeasurementBlock(index, spec, vtype, data[pos + 7 : end], data[pos:end]))

@@ -11,13 +11,15 @@ import struct
 from dataclasses import dataclass
 
 from pciauth.spdm import constants as C
-from pciauth.spdm.messages_base import Header, SpdmMalformed, start
+from pciauth.spdm.messages_base import Header, Layout, SpdmMalformed, start
 
 _U16 = struct.Struct("<H")
 
 
-def _opaque(r, what: str) -> bytes:
-    n = r.u16("OpaqueDataLength")
+def _opaque(r, what: str, n: int | None = None) -> bytes:
+    """OpaqueData; ``n`` is OpaqueDataLength when the caller read it with its fixed fields."""
+    if n is None:
+        n = r.u16("OpaqueDataLength")
     if n > C.MAX_OPAQUE_SIZE:
         raise SpdmMalformed(f"{what}: OpaqueDataLength {n} exceeds {C.MAX_OPAQUE_SIZE}",
                             field="OpaqueDataLength")
@@ -56,11 +58,18 @@ class Digests:
         r, h = start(data, C.Code.DIGESTS, "DIGESTS")
         if h.param2 == 0:
             raise SpdmMalformed("DIGESTS: no slot is provisioned (slot mask 0)", field="Param2")
-        digests = {s: r.take(hash_size, f"Digest[{s}]") for s in range(8) if h.param2 >> s & 1}
+        mask = h.param2
+        if mask == 1:  # the usual device: slot 0 only
+            digests = {0: r.take(hash_size, "Digest[0]")}
+        else:
+            digests = {s: r.take(hash_size, f"Digest[{s}]") for s in range(8) if mask >> s & 1}
         return cls(h.version, h.param2, digests, h.param1 if h.version >= C.V13 else 0, r.end())
 
 
 # --- GET_CERTIFICATE / CERTIFICATE ---------------------------------------------------------------
+_GET_CERTIFICATE = Layout(("Offset", "H"), ("Length", "H"))
+_CERTIFICATE = Layout(("PortionLength", "H"), ("RemainderLength", "H"))
+
 @dataclass
 class GetCertificate:
     version: int
@@ -77,7 +86,7 @@ class GetCertificate:
     @classmethod
     def parse(cls, data: bytes) -> GetCertificate:
         r, h = start(data, C.Code.GET_CERTIFICATE, "GET_CERTIFICATE")
-        off, ln = r.u16("Offset"), r.u16("Length")
+        off, ln = r.fields(_GET_CERTIFICATE)
         attrs = h.param2 if h.version >= C.V13 else 0
         return cls(h.version, h.param1 & 0x0F, off, ln, r.end(), attrs)
 
@@ -98,8 +107,7 @@ class Certificate:
     @classmethod
     def parse(cls, data: bytes) -> Certificate:
         r, h = start(data, C.Code.CERTIFICATE, "CERTIFICATE")
-        portion_len = r.u16("PortionLength")
-        remainder = r.u16("RemainderLength")
+        portion_len, remainder = r.fields(_CERTIFICATE)
         portion = r.take(portion_len, "CertChain (PortionLength)")
         return cls(h.version, h.param1 & 0x0F, portion, remainder, h.param2, r.end())
 
@@ -159,10 +167,15 @@ class ChallengeAuth:
     @classmethod
     def parse(cls, data: bytes, *, hash_size: int, sig_size: int, summary: bool) -> ChallengeAuth:
         r, h = start(data, C.Code.CHALLENGE_AUTH, "CHALLENGE_AUTH")
-        chain_hash = r.take(hash_size, "CertChainHash")
-        nonce = r.take(C.NONCE_SIZE, "Nonce")
-        msh = r.take(hash_size, "MeasurementSummaryHash") if summary else b""
-        opaque = _opaque(r, "CHALLENGE_AUTH")
+        hs = f"{hash_size}s"
+        if summary:
+            chain_hash, nonce, msh, n = r.fields(Layout.of(
+                ("CertChainHash", hs), ("Nonce", "32s"), ("MeasurementSummaryHash", hs), ("OpaqueDataLength", "H")))
+        else:
+            chain_hash, nonce, n = r.fields(Layout.of(("CertChainHash", hs), ("Nonce", "32s"),
+                                                      ("OpaqueDataLength", "H")))
+            msh = b""
+        opaque = _opaque(r, "CHALLENGE_AUTH", n)
         ctx = r.take(C.REQUESTER_CONTEXT_SIZE, "RequesterContext") if h.version >= C.V13 else b""
         sig = r.take(sig_size, "Signature")
         return cls(h.version, h.param1 & 0x0F, h.param2, chain_hash, nonce, msh, opaque, sig, ctx,
@@ -208,6 +221,10 @@ class GetMeasurements:
         return m
 
 
+_MEASUREMENTS_HEAD = Layout(("NumberOfBlocks", "B"), ("MeasurementRecordLength", "3s"))
+_MEASUREMENTS_NONCE = Layout(("Nonce", "32s"), ("OpaqueDataLength", "H"))
+
+
 @dataclass
 class Measurements:
     version: int
@@ -237,14 +254,14 @@ class Measurements:
     def parse(cls, data: bytes, *, sig_size: int) -> Measurements:
         """``sig_size`` is 0 for an unsigned response."""
         r, h = start(data, C.Code.MEASUREMENTS, "MEASUREMENTS")
-        nblocks = r.u8("NumberOfBlocks")
-        rec_len = r.u24("MeasurementRecordLength")
+        nblocks, rec_len = r.fields(_MEASUREMENTS_HEAD)
+        rec_len = int.from_bytes(rec_len, "little")
         if rec_len > C.MAX_MEASUREMENT_RECORD:
             raise SpdmMalformed(f"MEASUREMENTS: MeasurementRecordLength {rec_len} over the "
                                 f"{C.MAX_MEASUREMENT_RECORD}-byte limit", field="MeasurementRecordLength")
         record = r.take(rec_len, "MeasurementRecord (MeasurementRecordLength)")
-        nonce = r.take(C.NONCE_SIZE, "Nonce")
-        opaque = _opaque(r, "MEASUREMENTS")
+        nonce, n = r.fields(_MEASUREMENTS_NONCE)
+        opaque = _opaque(r, "MEASUREMENTS", n)
         ctx = r.take(C.REQUESTER_CONTEXT_SIZE, "RequesterContext") if h.version >= C.V13 else b""
         sig = r.take(sig_size, "Signature") if sig_size else b""
         return cls(h.version, h.param1, h.param2, nblocks, record, nonce, opaque, sig, ctx, r.end())

@@ -115,6 +115,19 @@ class Layout:
             offset += size
         self.size = offset
 
+    @classmethod
+    def of(cls, *fields: tuple[str, str]) -> Layout:
+        """The layout of ``fields``, built once (layouts with negotiated sizes, e.g. ``48s``)."""
+        layout = _LAYOUTS.get(fields)
+        if layout is None:
+            layout = cls(*fields)
+            if len(_LAYOUTS) < 512:
+                _LAYOUTS[fields] = layout
+        return layout
+
+
+_LAYOUTS: dict[tuple[tuple[str, str], ...], Layout] = {}
+
 
 @dataclass
 class Header:

@@ -132,6 +132,9 @@ class Requester:
     def __init__(self, transport: Any, config: RequesterConfig | None = None) -> None:
         self.transport = transport
         self.config = config or RequesterConfig()
+        hint = getattr(transport, "set_response_time", None)
+        #: transports that can wait per request take the DSP0274 response time of each one
+        self._response_time_hint = hint if callable(hint) else None
         self._reset()
 
     def _reset(self) -> None:
@@ -139,6 +142,7 @@ class Requester:
         self.t = Transcript()
         self.version = C.V10
         self.rsp_flags = 0
+        self._caps: dict[str, int] = {}  # rsp_flags decoded, for cap()
         self.ct_exponent = 0
         self.max_portion = 0xFFFF
         self.hash_bit = self.asym_bit = self.meas_hash_bit = self.dhe_bit = self.aead_bit = 0
@@ -216,7 +220,8 @@ class Requester:
         return h
 
     def cap(self, name: str) -> int:
-        return C.flag_value(self.rsp_flags, name)
+        """The device's capability field ``name`` (0 when clear)."""
+        return self._caps.get(name, 0)
 
     # --- one exchange, with ERROR handling ---
     def exchange(self, request: bytes, expect: int, *, session: Any = None) -> bytes:
@@ -279,8 +284,8 @@ class Requester:
         return self.ST1 + ct
 
     def _send(self, message: bytes, session: Any) -> bytes:
-        hint = getattr(self.transport, "set_response_time", None)
-        if callable(hint):  # transports that can wait per request (DOE, socket) take the DSP0274 time
+        hint = self._response_time_hint
+        if hint is not None:
             hint(self.response_time(message[1] if session is None else C.Code.GET_MEASUREMENTS))
         try:
             if session is None:
@@ -300,8 +305,9 @@ class Requester:
         self.t.reset()
         req = M.GetVersion().encode()
         ver = M.Version.parse(self.exchange(req, C.Code.VERSION))
-        report.versions_offered_by_device = [C.version_str(v) for v in ver.versions]
-        common = set(ver.versions) & set(cfg.versions)
+        offered = ver.versions
+        report.versions_offered_by_device = [C.version_str(v) for v in offered]
+        common = set(offered).intersection(cfg.versions)
         if not common:
             raise SpdmError(f"no common SPDM version: device offers {report.versions_offered_by_device}, "
                             f"pciauth offers {[C.version_str(v) for v in cfg.versions]}")
@@ -327,6 +333,7 @@ class Requester:
             raise SpdmError(f"CAPABILITIES: DataTransferSize {caps.data_transfer_size} / MaxSPDMmsgSize "
                             f"{caps.max_spdm_msg_size} are inconsistent")
         self.rsp_flags = caps.flags & C.flags_mask_for_version(v)
+        self._caps = C.flag_names(self.rsp_flags)
         self.ct_exponent = caps.ct_exponent
         # 1.2+: a CERTIFICATE (8-byte header + portion) must fit the device's DataTransferSize
         self.max_portion = max(caps.data_transfer_size - 8, 1) if v >= C.V12 else 0xFFFF

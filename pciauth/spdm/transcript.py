@@ -51,10 +51,10 @@ class TranscriptFull(SpdmError):
 
 
 def _append(buf: bytearray, msgs: tuple[bytes, ...], name: str) -> None:
-    for m in msgs:
-        if len(buf) + len(m) > MAX_TRANSCRIPT:
-            raise TranscriptFull(f"transcript {name} would exceed {MAX_TRANSCRIPT} bytes")
-        buf += m
+    data = b"".join(msgs)
+    if len(buf) + len(data) > MAX_TRANSCRIPT:
+        raise TranscriptFull(f"transcript {name} would exceed {MAX_TRANSCRIPT} bytes")
+    buf += data
 
 
 class Transcript:

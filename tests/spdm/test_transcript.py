@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pciauth.spdm import constants as C
 from pciauth.spdm.transcript import SessionTranscript, Transcript
 
@@ -66,3 +68,15 @@ def test_session_transcript_order():
     th.add_k(b"KE", b"KR")
     th.add_f(b"F")
     assert th.th() == b"VCAHKEKRF"
+
+
+def test_transcript_is_bounded_and_a_refused_append_changes_nothing():
+    from pciauth.spdm.transcript import MAX_TRANSCRIPT, Transcript, TranscriptFull
+
+    t = Transcript()
+    t.add_b(bytes(MAX_TRANSCRIPT - 10))
+    with pytest.raises(TranscriptFull, match="transcript B would exceed"):
+        t.add_b(bytes(4), bytes(7))  # together 1 byte too many
+    assert len(t.b) == MAX_TRANSCRIPT - 10
+    t.add_b(bytes(4), bytes(6))  # exactly full is allowed
+    assert len(t.b) == MAX_TRANSCRIPT
