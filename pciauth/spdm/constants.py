@@ -204,6 +204,19 @@ def flag_value(flags: int, name: str, table: dict[str, tuple[int, int, int]] = R
 
 def make_flags(values: dict[str, int], table: dict[str, tuple[int, int, int]] = RESPONDER_FLAGS) -> int:
     """Build a Flags word from ``{name: value}`` (value 1 for single-bit flags)."""
+    key = (tuple(values.items()), id(table))
+    flags = _MADE.get(key)
+    if flags is None:
+        flags = _make_flags(values, table)
+        if len(_MADE) < 256 and table in (RESPONDER_FLAGS, REQUESTER_FLAGS):
+            _MADE[key] = flags
+    return flags
+
+
+_MADE: dict[tuple, int] = {}
+
+
+def _make_flags(values: dict[str, int], table: dict[str, tuple[int, int, int]]) -> int:
     out = 0
     for name, value in values.items():
         bit, width, _ = table[name]

@@ -71,6 +71,20 @@ def _static(what: str, key: tuple, encode: Any) -> bytes:
 _STATIC: dict[tuple, bytes] = {}
 
 
+def _blocks(specs: tuple, meas_hash_bit: int) -> list:
+    """The measurement blocks of ``specs`` for a measurement hash, built once per (specs, hash)."""
+    key = (id(specs), meas_hash_bit)
+    cached = _BLOCK_LISTS.get(key)
+    if cached is None or cached[0] is not specs:  # the same tuple, not one that reused its id
+        cached = (specs, [m.block(meas_hash_bit) for m in specs])
+        if len(_BLOCK_LISTS) < 256:
+            _BLOCK_LISTS[key] = cached
+    return list(cached[1])
+
+
+_BLOCK_LISTS: dict[tuple[int, int], tuple[tuple, list]] = {}
+
+
 def _one_bit(mask: int) -> bool:
     return mask != 0 and mask & (mask - 1) == 0
 
@@ -170,7 +184,7 @@ class HandlerMixin:
         structs = [M.AlgStruct(t, chosen[t]) for t in types] if v >= C.V11 else []
         resp = M.Algorithms(v, C.MEAS_SPEC_DMTF if meas else 0, other, self.meas_hash_bit, self.asym_bit,
                             self.hash_bit, structs=structs).encode()
-        self.blocks = [m.block(self.meas_hash_bit) for m in self.config.measurements] if meas else []
+        self.blocks = _blocks(self.config.measurements, self.meas_hash_bit) if meas else []
         self.transcript.add_a(req.raw, resp)
         self.state = NEGOTIATED
         return resp
