@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass, field
 
 from pciauth.spdm import constants as C
-from pciauth.spdm.messages_base import Header, Layout, Reader, SpdmMalformed, parse_header
+from pciauth.spdm.messages_base import Header, Layout, Reader, SpdmMalformed, header, parse_header
 from pciauth.spdm.messages_base import start as _start
 
 _U16 = struct.Struct("<H")
@@ -34,7 +34,7 @@ class ErrorResponse:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return Header(self.version, C.Code.ERROR, self.error_code, self.error_data).encode() + self.extended
+        return header(self.version, C.Code.ERROR, self.error_code, self.error_data) + self.extended
 
     @classmethod
     def parse(cls, data: bytes) -> ErrorResponse:
@@ -56,7 +56,7 @@ class ErrorResponse:
 
 
 def respond_if_ready(version: int, request_code: int, token: int) -> bytes:
-    return Header(version, C.Code.RESPOND_IF_READY, request_code, token).encode()
+    return header(version, C.Code.RESPOND_IF_READY, request_code, token)
 
 
 # --- GET_VERSION / VERSION ----------------------------------------------------------------------
@@ -65,7 +65,7 @@ class GetVersion:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return Header(C.V10, C.Code.GET_VERSION).encode()
+        return header(C.V10, C.Code.GET_VERSION)
 
     @classmethod
     def parse(cls, data: bytes) -> GetVersion:
@@ -80,7 +80,7 @@ class Version:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = Header(C.V10, C.Code.VERSION).encode() + bytes((0, len(self.entries)))
+        out = header(C.V10, C.Code.VERSION) + bytes((0, len(self.entries)))
         return out + b"".join(_U16.pack(e) for e in self.entries)
 
     @classmethod
@@ -130,7 +130,7 @@ class GetCapabilities:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = Header(self.version, C.Code.GET_CAPABILITIES).encode()
+        out = header(self.version, C.Code.GET_CAPABILITIES)
         if self.version == C.V10:
             return out
         out += bytes((0, self.ct_exponent, 0, 0)) + _U32.pack(self.flags)
@@ -159,7 +159,7 @@ class Capabilities:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = Header(self.version, C.Code.CAPABILITIES).encode()
+        out = header(self.version, C.Code.CAPABILITIES)
         out += bytes((0, self.ct_exponent, 0, 0)) + _U32.pack(self.flags)
         if self.version >= C.V12:
             out += _U32.pack(self.data_transfer_size) + _U32.pack(self.max_spdm_msg_size)
@@ -181,7 +181,7 @@ class AlgStruct:
 
     alg_type: int
     supported: int
-    external: list[int] = field(default_factory=list)
+    external: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
         count = 0x20 | len(self.external)  # fixed algorithm field is 2 bytes
@@ -237,7 +237,7 @@ def _parse_alg_structs_checked(r: Reader, n: int, what: str) -> list[AlgStruct]:
             raise SpdmMalformed(f"{what}: AlgStruct[{i}] fixed algorithm width {fixed}, must be 2",
                                 field=f_count)
         supported = r.u16(f_supported)
-        ext = [r.u32(f_external) for _ in range(cnt & 0xF)]
+        ext = tuple(r.u32(f_external) for _ in range(cnt & 0xF))
         if t in seen:
             raise SpdmMalformed(f"{what}: AlgType {t} repeated", field=f"AlgStruct[{i}].AlgType")
         if t not in (2, 3, 4, 5):
@@ -280,7 +280,7 @@ class NegotiateAlgorithms:
         structs = self.structs if self.version >= C.V11 else []
         body += b"".join(s.encode() for s in structs)
         length = 6 + len(body)
-        return Header(self.version, C.Code.NEGOTIATE_ALGORITHMS, len(structs)).encode() + _U16.pack(
+        return header(self.version, C.Code.NEGOTIATE_ALGORITHMS, len(structs)) + _U16.pack(
             length) + body
 
     @classmethod
@@ -329,7 +329,7 @@ class Algorithms:
         body += b"".join(_U32.pack(e) for e in self.ext_asym + self.ext_hash)
         structs = self.structs if self.version >= C.V11 else []
         body += b"".join(s.encode() for s in structs)
-        return Header(self.version, C.Code.ALGORITHMS, len(structs)).encode() + _U16.pack(
+        return header(self.version, C.Code.ALGORITHMS, len(structs)) + _U16.pack(
             6 + len(body)) + body
 
     @classmethod

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from pciauth.spdm import constants as C
-from pciauth.spdm.messages_base import Header, Layout, SpdmMalformed, start
+from pciauth.spdm.messages_base import Layout, SpdmMalformed, header, start
 
 _U16 = struct.Struct("<H")
 
@@ -33,7 +33,7 @@ class GetDigests:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return Header(self.version, C.Code.GET_DIGESTS).encode()
+        return header(self.version, C.Code.GET_DIGESTS)
 
     @classmethod
     def parse(cls, data: bytes) -> GetDigests:
@@ -50,7 +50,7 @@ class Digests:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = Header(self.version, C.Code.DIGESTS, self.supported_mask, self.slot_mask).encode()
+        out = header(self.version, C.Code.DIGESTS, self.supported_mask, self.slot_mask)
         return out + b"".join(self.digests[s] for s in sorted(self.digests))
 
     @classmethod
@@ -80,7 +80,7 @@ class GetCertificate:
     attributes: int = 0  # 1.3 Param2: bit 0 SlotSizeRequested
 
     def encode(self) -> bytes:
-        return Header(self.version, C.Code.GET_CERTIFICATE, self.slot, self.attributes).encode() + _U16.pack(
+        return header(self.version, C.Code.GET_CERTIFICATE, self.slot, self.attributes) + _U16.pack(
             self.offset) + _U16.pack(self.length)
 
     @classmethod
@@ -101,7 +101,7 @@ class Certificate:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return (Header(self.version, C.Code.CERTIFICATE, self.slot, self.param2).encode()
+        return (header(self.version, C.Code.CERTIFICATE, self.slot, self.param2)
                 + _U16.pack(len(self.portion)) + _U16.pack(self.remainder) + self.portion)
 
     @classmethod
@@ -123,7 +123,7 @@ class Challenge:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = Header(self.version, C.Code.CHALLENGE, self.slot, self.summary_type).encode() + self.nonce
+        out = header(self.version, C.Code.CHALLENGE, self.slot, self.summary_type) + self.nonce
         if self.version >= C.V13:
             out += self.requester_context
         return out
@@ -152,7 +152,7 @@ class ChallengeAuth:
 
     def encode(self) -> bytes:
         p1 = (self.slot & 0x0F) | (self.attributes & 0xF0)
-        out = Header(self.version, C.Code.CHALLENGE_AUTH, p1, self.slot_mask).encode()
+        out = header(self.version, C.Code.CHALLENGE_AUTH, p1, self.slot_mask)
         out += self.cert_chain_hash + self.nonce + self.measurement_summary_hash
         out += _U16.pack(len(self.opaque)) + self.opaque
         if self.version >= C.V13:
@@ -198,7 +198,7 @@ class GetMeasurements:
         return bool(self.attributes & C.MEAS_ATTR_SIGNATURE)
 
     def encode(self) -> bytes:
-        out = Header(self.version, C.Code.GET_MEASUREMENTS, self.attributes, self.operation).encode()
+        out = header(self.version, C.Code.GET_MEASUREMENTS, self.attributes, self.operation)
         if self.signed:
             out += self.nonce
             if self.version >= C.V11:
@@ -239,7 +239,7 @@ class Measurements:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = Header(self.version, C.Code.MEASUREMENTS, self.param1, self.param2).encode()
+        out = header(self.version, C.Code.MEASUREMENTS, self.param1, self.param2)
         out += bytes((self.number_of_blocks,)) + len(self.record).to_bytes(3, "little") + self.record
         out += self.nonce + _U16.pack(len(self.opaque)) + self.opaque
         if self.version >= C.V13:

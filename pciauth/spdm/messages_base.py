@@ -140,6 +140,11 @@ class Header:
         return bytes((self.version, self.code, self.param1 & 0xFF, self.param2 & 0xFF))
 
 
+def header(version: int, code: int, param1: int = 0, param2: int = 0) -> bytes:
+    """The 4 header bytes of a message (what ``Header(...).encode()`` gives, without the object)."""
+    return bytes((version, code, param1 & 0xFF, param2 & 0xFF))
+
+
 def parse_header(data: bytes) -> Header:
     """The 4-byte header of any SPDM message."""
     if len(data) < 4:

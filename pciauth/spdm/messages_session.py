@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from pciauth.spdm import constants as C
-from pciauth.spdm.messages_base import Header, Reader, SpdmMalformed, start
+from pciauth.spdm.messages_base import Reader, SpdmMalformed, header, start
 
 _U16 = struct.Struct("<H")
 
@@ -103,7 +103,7 @@ class KeyExchange:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = Header(self.version, C.Code.KEY_EXCHANGE, self.summary_type, self.slot).encode()
+        out = header(self.version, C.Code.KEY_EXCHANGE, self.summary_type, self.slot)
         policy = self.session_policy if self.version >= C.V12 else 0
         out += _U16.pack(self.req_session_id) + bytes((policy, 0)) + self.random + self.exchange_data
         return out + _U16.pack(len(self.opaque)) + self.opaque
@@ -136,7 +136,7 @@ class KeyExchangeRsp:
     raw: bytes = b""
 
     def encode_without_sig(self) -> bytes:
-        out = Header(self.version, C.Code.KEY_EXCHANGE_RSP, self.heartbeat_period).encode()
+        out = header(self.version, C.Code.KEY_EXCHANGE_RSP, self.heartbeat_period)
         out += _U16.pack(self.rsp_session_id) + bytes((self.mut_auth_requested, self.req_slot_id))
         out += self.random + self.exchange_data + self.measurement_summary_hash
         return out + _U16.pack(len(self.opaque)) + self.opaque
@@ -180,7 +180,7 @@ class Finish:
     raw: bytes = b""
 
     def header(self) -> bytes:
-        return Header(self.version, C.Code.FINISH, 1 if self.signature else 0, self.req_slot_id).encode()
+        return header(self.version, C.Code.FINISH, 1 if self.signature else 0, self.req_slot_id)
 
     def encode(self) -> bytes:
         return self.header() + self.signature + self.verify_data
@@ -200,7 +200,7 @@ class FinishRsp:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return Header(self.version, C.Code.FINISH_RSP).encode() + self.verify_data
+        return header(self.version, C.Code.FINISH_RSP) + self.verify_data
 
     @classmethod
     def parse(cls, data: bytes, *, hash_size: int = 0) -> FinishRsp:
@@ -217,7 +217,7 @@ class EndSession:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return Header(self.version, C.Code.END_SESSION, self.attributes).encode()
+        return header(self.version, C.Code.END_SESSION, self.attributes)
 
     @classmethod
     def parse(cls, data: bytes) -> EndSession:
@@ -231,7 +231,7 @@ class EndSessionAck:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return Header(self.version, C.Code.END_SESSION_ACK).encode()
+        return header(self.version, C.Code.END_SESSION_ACK)
 
     @classmethod
     def parse(cls, data: bytes) -> EndSessionAck:
