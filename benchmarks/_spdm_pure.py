@@ -212,6 +212,7 @@ def replayers(rcfg: ResponderConfig, qcfg: RequesterConfig) -> Iterator[dict[str
             if check.handle(message, secured=secured) != response:
                 raise RuntimeError("replayed responder answered differently from the recording")
         yield {"requester": requester_once, "responder": responder_once, "real": real_once, "tape": tape,
+               "log": exchanges,
                "calls": {side: len(tape.calls[side]) for side in tape.calls}, "exchanges": len(exchanges)}
     finally:
         tape.restore()

@@ -58,7 +58,7 @@ class ResponderSession:
 
 
 def _static(what: str, key: tuple, encode: Any) -> bytes:
-    """A response fully determined by ``key`` (VERSION, CAPABILITIES): encoded once per key."""
+    """A response fully determined by ``key`` (VERSION, CAPABILITIES, ALGORITHMS): encoded once per key."""
     full = (what, *key)
     resp = _STATIC.get(full)
     if resp is None:
@@ -181,9 +181,10 @@ class HandlerMixin:
         self.other_params = other
         chosen = {C.AlgType.DHE: self.dhe_bit, C.AlgType.AEAD: self.aead_bit,
                   C.AlgType.REQ_BASE_ASYM: 0, C.AlgType.KEY_SCHEDULE: ks}
-        structs = [M.AlgStruct(t, chosen[t]) for t in types] if v >= C.V11 else []
-        resp = M.Algorithms(v, C.MEAS_SPEC_DMTF if meas else 0, other, self.meas_hash_bit, self.asym_bit,
-                            self.hash_bit, structs=structs).encode()
+        selected = tuple((t, chosen[t]) for t in types) if v >= C.V11 else ()
+        key = (v, C.MEAS_SPEC_DMTF if meas else 0, other, self.meas_hash_bit, self.asym_bit, self.hash_bit)
+        resp = _static("ALGORITHMS", (*key, selected), lambda: M.Algorithms(
+            *key, structs=[M.AlgStruct(t, bit) for t, bit in selected]).encode())
         self.blocks = _blocks(self.config.measurements, self.meas_hash_bit) if meas else []
         self.transcript.add_a(req.raw, resp)
         self.state = NEGOTIATED
