@@ -158,8 +158,7 @@ def start(data: bytes, code: int, what: str) -> tuple[Reader, Reader]:
     r = Reader(data, what)
     if r.n < 4:
         r.need(4, "header")
-    d = r.data
-    r.version, r.code, r.param1, r.param2 = d[0], d[1], d[2], d[3]
+    r.version, r.code, r.param1, r.param2 = r.data[:4]
     r.pos = 4
     if r.code != code:
         raise SpdmMalformed(f"{what}: code 0x{r.code:02x} is not 0x{code:02x}", field="RequestResponseCode")

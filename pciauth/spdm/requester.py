@@ -226,13 +226,18 @@ class Requester:
     # --- one exchange, with ERROR handling ---
     def exchange(self, request: bytes, expect: int, *, session: Any = None) -> bytes:
         """Send ``request``; return the response of code ``expect`` (ERRORs raise or are retried)."""
+        response = self._send(request, session)
+        if len(response) >= 4 and response[1] == expect and response[0] == request[0]:
+            return response  # the usual answer: the caller's parser checks the rest
+        return self._exchange_slow(request, expect, session, response)
+
+    def _exchange_slow(self, request: bytes, expect: int, session: Any, response: bytes) -> bytes:
+        """The rest of :meth:`exchange`: ERRORs (retried or raised) and wrong answers."""
         version = request[0]
         busy = ready = 0
-        message = request
         while True:
-            response = self._send(message, session)
             if len(response) >= 4 and response[1] == expect and response[0] == version:
-                return response  # the usual answer: the caller's parser checks the rest
+                return response
             name = C.code_name(request[1])
             h = M.parse_header(response)
             if h.code == C.Code.ERROR:
@@ -245,7 +250,7 @@ class Requester:
                 if err.error_code == C.ErrorCode.BUSY and busy < self.config.busy_retries:
                     busy += 1
                     self.config.sleep(0.001 * (2 ** busy))
-                    message = request
+                    response = self._send(request, session)
                     continue
                 if err.error_code == C.ErrorCode.RESPONSE_NOT_READY and ready < self.config.not_ready_retries:
                     ready += 1
@@ -258,7 +263,7 @@ class Requester:
                     # wait RDT = 2^RDTExponent us, then ask (before WTMax = RDT x RDTM), as libspdm does
                     wait = min((2 ** rdt_exp) / 1e6, self.config.max_wait)
                     self.config.sleep(wait)
-                    message = M.respond_if_ready(version, request[1], token)
+                    response = self._send(M.respond_if_ready(version, request[1], token), session)
                     continue
                 detail = (f"{name}: device answered ERROR {err.name} (0x{err.error_code:02x}, "
                           f"data 0x{err.error_data:02x})")

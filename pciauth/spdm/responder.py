@@ -35,6 +35,10 @@ from pciauth.spdm.responder_handlers import (
 )
 from pciauth.spdm.transcript import Transcript
 
+# request codes the dispatcher tests on every message (plain module ints: one lookup each)
+_GET_VERSION, _GET_CAPABILITIES = C.Code.GET_VERSION, C.Code.GET_CAPABILITIES
+_FINISH, _RESPOND_IF_READY = C.Code.FINISH, C.Code.RESPOND_IF_READY
+
 #: Capabilities of the default responder: certificates, challenge, signed fresh measurements and
 #: encrypted, MAC'd sessions.
 DEFAULT_CAPABILITIES = {
@@ -230,20 +234,20 @@ class Responder(HandlerMixin):
         if len(message) < 4:
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
         version, code = message[0], message[1]
-        if code == C.Code.RESPOND_IF_READY:
-            return code, self._respond_if_ready(parse_header(message))
         entry = self.HANDLERS.get(code)
         if entry is None:
+            if code == _RESPOND_IF_READY:
+                return code, self._respond_if_ready(parse_header(message))
             raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, code)
         method, min_state = entry
-        if session is not None and not session.established and code != C.Code.FINISH:
+        if session is not None and not session.established and code != _FINISH:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
-        if code == C.Code.GET_VERSION:
+        if code == _GET_VERSION:
             if version != C.V10:
                 raise RequestError(C.ErrorCode.VERSION_MISMATCH)
         elif self.state < min_state:
             raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
-        elif code == C.Code.GET_CAPABILITIES:
+        elif code == _GET_CAPABILITIES:
             if version not in self.config.versions:
                 raise RequestError(C.ErrorCode.VERSION_MISMATCH)
         elif version != self.version:
