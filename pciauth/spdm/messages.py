@@ -55,11 +55,18 @@ class ErrorResponse:
         return e[0], e[1], e[2], e[3]
 
 
+def get_version() -> bytes:
+    """GET_VERSION: always SPDM 1.0."""
+    return _GET_VERSION
+
+
 def respond_if_ready(version: int, request_code: int, token: int) -> bytes:
     return header(version, C.Code.RESPOND_IF_READY, request_code, token)
 
 
 # --- GET_VERSION / VERSION ----------------------------------------------------------------------
+_GET_VERSION = bytes((C.V10, C.Code.GET_VERSION, 0, 0))
+
 @dataclass
 class GetVersion:
     raw: bytes = b""
@@ -365,6 +372,10 @@ from pciauth.spdm.messages_auth import (  # noqa: E402
     GetDigests,
     GetMeasurements,
     Measurements,
+    challenge,
+    get_certificate,
+    get_digests,
+    get_measurements,
 )
 from pciauth.spdm.messages_session import (  # noqa: E402
     EndSession,
@@ -380,5 +391,6 @@ __all__ = [
     "EndSession", "EndSessionAck", "ErrorResponse", "Finish", "FinishRsp", "GetCapabilities",
     "GetCertificate", "GetDigests", "GetMeasurements", "GetVersion", "Header", "KeyExchange",
     "KeyExchangeRsp", "Measurements", "NegotiateAlgorithms", "Reader", "SpdmMalformed", "Version",
-    "parse_header", "respond_if_ready",
+    "challenge", "get_certificate", "get_digests", "get_measurements", "get_version", "parse_header",
+    "respond_if_ready",
 ]

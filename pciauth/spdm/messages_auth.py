@@ -26,6 +26,32 @@ def _opaque(r, what: str, n: int | None = None) -> bytes:
     return r.take(n, "OpaqueData")
 
 
+# --- requests as bytes (the requester encodes these on every authentication) ------------------------
+def get_digests(version: int) -> bytes:
+    return header(version, C.Code.GET_DIGESTS)
+
+
+def get_certificate(version: int, slot: int, offset: int, length: int, attributes: int = 0) -> bytes:
+    return header(version, C.Code.GET_CERTIFICATE, slot, attributes) + _U16_U16.pack(offset, length)
+
+
+def challenge(version: int, slot: int, summary_type: int, nonce: bytes, requester_context: bytes = b"") -> bytes:
+    out = header(version, C.Code.CHALLENGE, slot, summary_type) + nonce
+    return out + requester_context if version >= C.V13 else out
+
+
+def get_measurements(version: int, attributes: int, operation: int, nonce: bytes = b"", slot: int = 0,
+                     requester_context: bytes = b"") -> bytes:
+    """GET_MEASUREMENTS; the nonce and slot travel only when a signature is asked for."""
+    out = header(version, C.Code.GET_MEASUREMENTS, attributes, operation)
+    if attributes & C.MEAS_ATTR_SIGNATURE:
+        out += nonce + bytes((slot,)) if version >= C.V11 else nonce
+    return out + requester_context if version >= C.V13 else out
+
+
+_U16_U16 = struct.Struct("<HH")
+
+
 # --- GET_DIGESTS / DIGESTS ----------------------------------------------------------------------
 @dataclass
 class GetDigests:
@@ -33,7 +59,7 @@ class GetDigests:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return header(self.version, C.Code.GET_DIGESTS)
+        return get_digests(self.version)
 
     @classmethod
     def parse(cls, data: bytes) -> GetDigests:
@@ -80,8 +106,7 @@ class GetCertificate:
     attributes: int = 0  # 1.3 Param2: bit 0 SlotSizeRequested
 
     def encode(self) -> bytes:
-        return header(self.version, C.Code.GET_CERTIFICATE, self.slot, self.attributes) + _U16.pack(
-            self.offset) + _U16.pack(self.length)
+        return get_certificate(self.version, self.slot, self.offset, self.length, self.attributes)
 
     @classmethod
     def parse(cls, data: bytes) -> GetCertificate:
@@ -123,10 +148,7 @@ class Challenge:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = header(self.version, C.Code.CHALLENGE, self.slot, self.summary_type) + self.nonce
-        if self.version >= C.V13:
-            out += self.requester_context
-        return out
+        return challenge(self.version, self.slot, self.summary_type, self.nonce, self.requester_context)
 
     @classmethod
     def parse(cls, data: bytes) -> Challenge:
@@ -198,14 +220,8 @@ class GetMeasurements:
         return bool(self.attributes & C.MEAS_ATTR_SIGNATURE)
 
     def encode(self) -> bytes:
-        out = header(self.version, C.Code.GET_MEASUREMENTS, self.attributes, self.operation)
-        if self.signed:
-            out += self.nonce
-            if self.version >= C.V11:
-                out += bytes((self.slot,))
-        if self.version >= C.V13:
-            out += self.requester_context
-        return out
+        return get_measurements(self.version, self.attributes, self.operation, self.nonce, self.slot,
+                                self.requester_context)
 
     @classmethod
     def parse(cls, data: bytes) -> GetMeasurements:

@@ -308,7 +308,7 @@ class Requester:
     def _vca(self, report: AuthReport) -> None:
         cfg = self.config
         self.t.reset()
-        req = M.GetVersion().encode()
+        req = M.get_version()
         ver = M.Version.parse(self.exchange(req, C.Code.VERSION))
         offered = ver.versions
         report.versions_offered_by_device = [C.version_str(v) for v in offered]
@@ -418,7 +418,7 @@ class Requester:
 
     # --- certificates ---
     def _digests(self, report: AuthReport) -> None:
-        req = M.GetDigests(self.version).encode()
+        req = M.get_digests(self.version)
         self.t.on_request(C.Code.GET_DIGESTS)
         d = M.Digests.parse(self.exchange(req, C.Code.DIGESTS), A.hash_size(self.hash_bit))
         self.t.add_b(req, d.raw)
@@ -454,7 +454,7 @@ class Requester:
         total: int | None = None
         while True:
             ask = min(self.config.cert_chunk, 0xFFFF, self.max_portion)
-            req = M.GetCertificate(self.version, slot, len(chain), ask).encode()
+            req = M.get_certificate(self.version, slot, len(chain), ask)
             self.t.on_request(C.Code.GET_CERTIFICATE)
             cert = M.Certificate.parse(self.exchange(req, C.Code.CERTIFICATE))
             if cert.slot != slot:
@@ -488,7 +488,7 @@ class Requester:
             stype = C.MEAS_SUMMARY_NONE
         nonce = self.random(C.NONCE_SIZE)
         ctx = self.random(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
-        req = M.Challenge(v, slot, stype, nonce, ctx).encode()
+        req = M.challenge(v, slot, stype, nonce, ctx)
         self.t.on_request(C.Code.CHALLENGE)
         hsize = A.hash_size(self.hash_bit)
         auth = M.ChallengeAuth.parse(self.exchange(req, C.Code.CHALLENGE_AUTH), hash_size=hsize,

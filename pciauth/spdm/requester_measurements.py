@@ -28,7 +28,7 @@ def measure(req: Any, report: AuthReport, session: Any) -> tuple[list[dict], int
     def request(op: int, signed: bool) -> tuple[M.Measurements, bytes, bytes, bytes]:
         nonce = req.random(C.NONCE_SIZE) if signed else b""
         ctx = req.random(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
-        msg = M.GetMeasurements(v, C.MEAS_ATTR_SIGNATURE if signed else 0, op, nonce, slot, ctx).encode()
+        msg = M.get_measurements(v, C.MEAS_ATTR_SIGNATURE if signed else 0, op, nonce, slot, ctx)
         req.t.on_request(C.Code.GET_MEASUREMENTS)
         sig = A.signature_size(req.asym_bit) if signed else 0
         resp = M.Measurements.parse(req.exchange(msg, C.Code.MEASUREMENTS, session=session), sig_size=sig)
