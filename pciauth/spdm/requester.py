@@ -111,15 +111,11 @@ def _remember(key: tuple, value: Any) -> Any:
     return value
 
 
-def _one_bit(mask: int) -> bool:
-    return mask != 0 and mask & (mask - 1) == 0
-
-
 def _pick(value: int, offered: int, what: str, required: bool) -> int:
     """An ALGORITHMS selection: exactly one bit, one that was offered (0 allowed when not required)."""
     if value == 0 and not required:
         return 0
-    if not _one_bit(value):
+    if value == 0 or value & (value - 1):  # not exactly one bit
         raise SpdmError(f"ALGORITHMS: {what} 0x{value:x} must select exactly one algorithm")
     if not value & offered:
         raise SpdmError(f"ALGORITHMS: {what} 0x{value:x} was not offered (offered 0x{offered:x})")
@@ -446,8 +442,9 @@ class Requester:
                                    identity=self.config.identity, at_time=self.config.at_time)
             self.verdicts[slot] = verdict
             sr.render_later(chain.certificates, verdict)
-            why = "; ".join(f"{c.name}: {c.reason}" for c in verdict.failures) or "chain validated to a trust anchor"
-            report.check(f"chain[{slot}]", verdict.ok, why)
+            failures = verdict.failures
+            why = "; ".join(f"{c.name}: {c.reason}" for c in failures) or "chain validated to a trust anchor"
+            report.check(f"chain[{slot}]", bool(verdict.checks) and not failures, why)
 
     def _read_chain(self, slot: int) -> bytes:
         chain = bytearray()
