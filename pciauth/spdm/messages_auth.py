@@ -227,7 +227,7 @@ class GetMeasurements:
     def parse(cls, data: bytes) -> GetMeasurements:
         r, h = start(data, C.Code.GET_MEASUREMENTS, "GET_MEASUREMENTS")
         m = cls(h.version, h.param1, h.param2)
-        if m.signed:
+        if h.param1 & C.MEAS_ATTR_SIGNATURE:
             m.nonce = r.take(C.NONCE_SIZE, "Nonce")
             if h.version >= C.V11:
                 m.slot = r.u8("SlotIDParam")

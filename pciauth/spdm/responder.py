@@ -213,12 +213,12 @@ class Responder(HandlerMixin):
             return self._error(C.ErrorCode.UNSPECIFIED, 0, note=str(exc))
 
     def _answer(self, message: bytes, session: Any) -> bytes:
-        code = message[1] if len(message) >= 2 else -1
         try:
             code, response = self._dispatch(message, session)
             if self.req_transfer_size and len(response) > self.req_transfer_size:
                 raise RequestError(C.ErrorCode.RESPONSE_TOO_LARGE)  # CHUNK_GET is not implemented
         except RequestError as e:
+            code = message[1] if len(message) >= 2 else -1
             response = self._error(e.code, e.data, e.extended, version=e.version)
         if self.adversary.rows:
             return self.adversary.response(self, code, message, response)

@@ -267,9 +267,10 @@ class HandlerMixin:
             raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, C.Code.GET_MEASUREMENTS)
         req = _parse(M.GetMeasurements, message)
         self.transcript.on_request(C.Code.GET_MEASUREMENTS)
-        if req.signed and cap != C.MEAS_CAP_SIG:
+        signed = req.attributes & C.MEAS_ATTR_SIGNATURE
+        if signed and cap != C.MEAS_CAP_SIG:
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
-        slot = self._slot(req.slot) if req.signed else None
+        slot = self._slot(req.slot) if signed else None
         op = req.operation
         if op == C.MEAS_OP_COUNT:
             p1, blocks = len(self.blocks), []
@@ -280,7 +281,7 @@ class HandlerMixin:
             if not blocks:
                 raise RequestError(C.ErrorCode.INVALID_REQUEST)
         record = b"".join(b.raw for b in blocks)
-        p2 = req.slot if req.signed and self.version >= C.V11 else 0
+        p2 = req.slot if signed and self.version >= C.V11 else 0
         resp = M.Measurements(self.version, p1, p2, len(blocks), record, os.urandom(C.NONCE_SIZE), b"",
                               b"", req.requester_context)
         unsigned = resp.encode()
@@ -289,7 +290,7 @@ class HandlerMixin:
             m.clear()
             raise RequestError(C.ErrorCode.UNSPECIFIED)  # L1/L2 would grow without bound
         m += req.raw + unsigned
-        if not req.signed:
+        if not signed:
             return unsigned
         prefix = self.transcript.vca() if self.version >= C.V12 else b""
         sig = self._sign(C.CONTEXT_MEASUREMENTS, prefix + bytes(m), slot)

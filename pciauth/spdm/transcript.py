@@ -42,6 +42,8 @@ _CLEARS_BC = frozenset(
 )
 
 
+_GET_VERSION, _GET_DIGESTS, _GET_MEASUREMENTS = C.Code.GET_VERSION, C.Code.GET_DIGESTS, C.Code.GET_MEASUREMENTS
+
 #: Bound on each transcript buffer: a peer that keeps sending requests cannot grow it forever.
 MAX_TRANSCRIPT = 256 * 1024
 
@@ -75,14 +77,18 @@ class Transcript:
     # --- bookkeeping per request ---
     def on_request(self, code: int) -> None:
         """Apply the reset rules before a request is processed (requester and responder alike)."""
-        if code == C.Code.GET_VERSION:
+        if code == _GET_VERSION:
             self.reset()
             return
-        if code != C.Code.GET_MEASUREMENTS:
+        if code != _GET_MEASUREMENTS:
             self.m.clear()
-        if code == C.Code.GET_DIGESTS:
+        elif not self.authenticated:  # GET_MEASUREMENTS is one of _CLEARS_BC
             self.b.clear()
-        if code in _CLEARS_BC and not self.authenticated:
+            self.c.clear()
+            return
+        if code == _GET_DIGESTS:
+            self.b.clear()
+        elif code in _CLEARS_BC and not self.authenticated:
             self.b.clear()
             self.c.clear()
 
