@@ -33,6 +33,8 @@ class SignatureRecord:
 
     ``signed_message`` is exactly what the signature algorithm hashes and signs: the transcript
     itself for SPDM 1.0/1.1, ``combined_prefix || Hash(transcript)`` from 1.2 on.
+    ``public_key_pem`` (from ``public_key``) and ``signature_der`` (ECDSA: the signature as DER,
+    which openssl takes) are rendered when first read, e.g. by :meth:`to_dict`.
     """
 
     what: str  # "challenge_auth", "measurements", "key_exchange_rsp"
@@ -49,11 +51,28 @@ class SignatureRecord:
     requester_nonce: bytes = b""
     responder_nonce: bytes = b""
     requester_context: bytes = b""
-    public_key_pem: str = ""
-    signature_der: bytes = b""
+    public_key: Any = field(default=None, repr=False, compare=False)
+    asym_bit: int = 0
     openssl_sigopts: list[str] = field(default_factory=list)
     verified: bool = False
     reason: str = ""
+
+    @property
+    def public_key_pem(self) -> str:
+        pem = self.__dict__.get("_public_key_pem")
+        if pem is None:
+            pem = self.__dict__["_public_key_pem"] = _public_pem(self.public_key) if self.public_key else ""
+        return pem
+
+    @property
+    def signature_der(self) -> bytes:
+        """ECDSA: ``signature`` (raw r || s) as a DER SEQUENCE; empty for RSA."""
+        from pciauth.spdm import algorithms as A
+
+        if self.asym_bit and A.asym_algo(self.asym_bit).scheme == "ecdsa" and \
+                len(self.signature) == A.signature_size(self.asym_bit):
+            return A.ecdsa_raw_to_der(self.asym_bit, self.signature)
+        return b""
 
     def to_dict(self) -> dict:
         return {
@@ -77,6 +96,13 @@ class SignatureRecord:
             "verified": self.verified,
             "reason": self.reason,
         }
+
+
+def _public_pem(key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 class SlotReport:

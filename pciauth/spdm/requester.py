@@ -148,7 +148,6 @@ class Requester:
         self.chains: dict[int, Any] = {}
         self.verdicts: dict[int, Any] = {}
         self.chain_hashes: dict[int, bytes] = {}  # slot -> Hash(chain read), computed once
-        self.public_pems: dict[int, tuple[Any, str]] = {}  # slot -> (leaf key, its PEM) for the log
         self.summary: tuple[int, bytes] = (C.MEAS_SUMMARY_NONE, b"")
         self.step = "init"
 

@@ -35,10 +35,8 @@ def verify_signature(req: Any, what: str, context: str, transcript: bytes, signa
     rec = SignatureRecord(
         what, C.version_str(v), slot, asym.name, A.describe_hash(req.hash_bit), bytes(signature),
         transcript, digest, prefix, context if v >= C.V12 else "", msg,
-        public_key_pem=_public_pem_of(req, slot, public_key), **nonces)
-    if asym.scheme == "ecdsa" and len(signature) == asym.signature_size:
-        rec.signature_der = A.ecdsa_raw_to_der(req.asym_bit, signature)
-    elif asym.scheme == "rsapss":
+        public_key=public_key, asym_bit=req.asym_bit, **nonces)
+    if asym.scheme == "rsapss":
         rec.openssl_sigopts = ["rsa_padding_mode:pss", "rsa_pss_saltlen:digest"]
     report.signatures.append(rec)
     try:
@@ -50,9 +48,7 @@ def verify_signature(req: Any, what: str, context: str, transcript: bytes, signa
             raise SignatureError(f"{what}: {e}")
         # SPDM 1.0/1.1 left the byte order open; some devices sign little endian (libspdm
         # accepts either). The log keeps the big-endian form, which openssl verifies.
-        rec.signature = swapped
-        if asym.scheme == "ecdsa":
-            rec.signature_der = A.ecdsa_raw_to_der(req.asym_bit, swapped)
+        rec.signature = swapped  # signature_der follows it
         rec.verified = True
         rec.reason = "verified (little-endian signature, SPDM 1.0/1.1; logged big endian)"
         return rec
@@ -77,21 +73,3 @@ def _verifies(asym_bit: int, hash_bit: int, key: Any, signature: bytes, msg: byt
     except SignatureError:
         return False
     return True
-
-
-def _public_pem_of(req: Any, slot: int, key: Any) -> str:
-    """The leaf key's PEM for the log, encoded once per slot and authentication."""
-    cache = getattr(req, "public_pems", None)
-    if cache is None:  # a requester-like object without the cache: encode every time
-        return _public_pem(key)
-    pem = cache.get(slot)
-    if pem is None or pem[0] is not key:
-        pem = cache[slot] = (key, _public_pem(key))
-    return pem[1]
-
-
-def _public_pem(key: Any) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
