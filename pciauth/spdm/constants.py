@@ -15,7 +15,10 @@ ALL_VERSIONS: tuple[int, ...] = (V10, V11, V12, V13)
 
 def version_str(v: int) -> str:
     """``0x12`` -> ``"1.2"``."""
-    return f"{v >> 4}.{v & 0xF}"
+    return _VERSION_STRS[v & 0xFF]
+
+
+_VERSION_STRS = [f"{v >> 4}.{v & 0xF}" for v in range(256)]
 
 
 def parse_version_str(text: str) -> int:

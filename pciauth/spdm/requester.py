@@ -147,6 +147,7 @@ class Requester:
         self.slot_mask = 0
         self.chains: dict[int, Any] = {}
         self.verdicts: dict[int, Any] = {}
+        self.chain_ok: dict[int, bool] = {}  # slot -> its verdict's ok, computed once
         self.chain_hashes: dict[int, bytes] = {}  # slot -> Hash(chain read), computed once
         self.summary: tuple[int, bytes] = (C.MEAS_SUMMARY_NONE, b"")
         self.step = "init"
@@ -156,7 +157,8 @@ class Requester:
         """Run the whole flow once (again from GET_VERSION if the device asks RequestResynch once)."""
         for attempt in range(2):
             report = AuthReport()
-            self._reset()
+            if self.step != "init":  # a new Requester starts clean; a second run starts over
+                self._reset()
             try:
                 self._run(report)
             except SpdmErrorResponse as exc:
@@ -443,7 +445,8 @@ class Requester:
             sr.render_later(chain.certificates, verdict)
             failures = verdict.failures
             why = "; ".join(f"{c.name}: {c.reason}" for c in failures) or "chain validated to a trust anchor"
-            report.check(f"chain[{slot}]", bool(verdict.checks) and not failures, why)
+            self.chain_ok[slot] = ok = bool(verdict.checks) and not failures
+            report.check(f"chain[{slot}]", ok, why)
 
     def _read_chain(self, slot: int) -> bytes:
         chain = bytearray()
@@ -504,7 +507,7 @@ class Requester:
         rec = self._verify("challenge_auth", C.CONTEXT_CHALLENGE_AUTH, m1, auth.signature, slot, report,
                            requester_nonce=nonce, responder_nonce=auth.nonce, requester_context=ctx)
         self.t.challenge_done()
-        trusted = self.verdicts[slot].ok
+        trusted = self.chain_ok[slot]
         report.check("challenge", True, f"CHALLENGE_AUTH signature verified with slot {slot}'s leaf key")
         report.check("chain_trust", trusted, "challenged slot's chain validated to a trust anchor" if trusted
                      else f"slot {slot}'s chain did not validate: " + report.verdict(f"chain[{slot}]").reason)

@@ -81,7 +81,7 @@ def check_digest_sizes(req: Any, blocks: list) -> None:
         return
     size = A.hash_size(base)
     for b in blocks:
-        if not b.is_raw and len(b.value) != size:
+        if not b.value_type & C.DMTF_RAW_BIT and len(b.value) != size:
             raise SpdmError(f"measurement {b.index}: digest of {len(b.value)} bytes, the negotiated "
                             f"measurement hash gives {size}")
 
