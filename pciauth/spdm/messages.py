@@ -372,10 +372,12 @@ from pciauth.spdm.messages_auth import (  # noqa: E402
     GetDigests,
     GetMeasurements,
     Measurements,
+    certificate,
     challenge,
     get_certificate,
     get_digests,
     get_measurements,
+    measurements,
 )
 from pciauth.spdm.messages_session import (  # noqa: E402
     EndSession,
@@ -391,6 +393,6 @@ __all__ = [
     "EndSession", "EndSessionAck", "ErrorResponse", "Finish", "FinishRsp", "GetCapabilities",
     "GetCertificate", "GetDigests", "GetMeasurements", "GetVersion", "Header", "KeyExchange",
     "KeyExchangeRsp", "Measurements", "NegotiateAlgorithms", "Reader", "SpdmMalformed", "Version",
-    "challenge", "get_certificate", "get_digests", "get_measurements", "get_version", "parse_header",
+    "certificate", "challenge", "get_certificate", "get_digests", "get_measurements", "get_version", "measurements", "parse_header",
     "respond_if_ready",
 ]

@@ -52,6 +52,20 @@ def get_measurements(version: int, attributes: int, operation: int, nonce: bytes
 _U16_U16 = struct.Struct("<HH")
 
 
+# --- responses as bytes (the responder encodes these on every connection) ---------------------------
+def certificate(version: int, slot: int, portion: bytes, remainder: int, param2: int = 0) -> bytes:
+    return header(version, C.Code.CERTIFICATE, slot, param2) + _U16_U16.pack(len(portion), remainder) + portion
+
+
+def measurements(version: int, param1: int, param2: int, number_of_blocks: int, record: bytes, nonce: bytes,
+                 opaque: bytes = b"", requester_context: bytes = b"") -> bytes:
+    """MEASUREMENTS without its signature (what L1/L2 holds); a signed one appends the signature."""
+    out = (header(version, C.Code.MEASUREMENTS, param1, param2)
+           + bytes((number_of_blocks,)) + len(record).to_bytes(3, "little") + record
+           + nonce + _U16.pack(len(opaque)) + opaque)
+    return out + requester_context if version >= C.V13 else out
+
+
 # --- GET_DIGESTS / DIGESTS ----------------------------------------------------------------------
 @dataclass
 class GetDigests:
@@ -126,8 +140,7 @@ class Certificate:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return (header(self.version, C.Code.CERTIFICATE, self.slot, self.param2)
-                + _U16.pack(len(self.portion)) + _U16.pack(self.remainder) + self.portion)
+        return certificate(self.version, self.slot, self.portion, self.remainder, self.param2)
 
     @classmethod
     def parse(cls, data: bytes) -> Certificate:
@@ -255,12 +268,8 @@ class Measurements:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        out = header(self.version, C.Code.MEASUREMENTS, self.param1, self.param2)
-        out += bytes((self.number_of_blocks,)) + len(self.record).to_bytes(3, "little") + self.record
-        out += self.nonce + _U16.pack(len(self.opaque)) + self.opaque
-        if self.version >= C.V13:
-            out += self.requester_context
-        return out + self.signature
+        return measurements(self.version, self.param1, self.param2, self.number_of_blocks, self.record,
+                            self.nonce, self.opaque, self.requester_context) + self.signature
 
     @property
     def signed_part(self) -> bytes:

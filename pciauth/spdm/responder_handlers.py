@@ -218,7 +218,7 @@ class HandlerMixin:
         self.transcript.on_request(C.Code.GET_CERTIFICATE)
         chain = self.slot_chain(self._slot(req.slot))
         if req.attributes & 0x01:  # 1.3 SlotSizeRequested: no portion, the size in RemainderLength
-            resp = M.Certificate(self.version, req.slot, b"", len(chain)).encode()
+            resp = M.certificate(self.version, req.slot, b"", len(chain))
             self.transcript.add_b(req.raw, resp)
             return resp
         if req.offset >= len(chain) or req.length == 0:
@@ -227,7 +227,7 @@ class HandlerMixin:
         n = min(req.length, self.config.cert_chunk_max, len(chain) - req.offset, limit)
         portion = chain[req.offset : req.offset + n]
         remainder = len(chain) - req.offset - n
-        resp = M.Certificate(self.version, req.slot, portion, remainder).encode()
+        resp = M.certificate(self.version, req.slot, portion, remainder)
         self.transcript.add_b(req.raw, resp)
         return resp
 
@@ -282,9 +282,8 @@ class HandlerMixin:
                 raise RequestError(C.ErrorCode.INVALID_REQUEST)
         record = b"".join(b.raw for b in blocks)
         p2 = req.slot if signed and self.version >= C.V11 else 0
-        resp = M.Measurements(self.version, p1, p2, len(blocks), record, os.urandom(C.NONCE_SIZE), b"",
-                              b"", req.requester_context)
-        unsigned = resp.encode()
+        unsigned = M.measurements(self.version, p1, p2, len(blocks), record, os.urandom(C.NONCE_SIZE), b"",
+                                  req.requester_context)
         m = session.m if session is not None else self.transcript.m
         if len(m) > MAX_TRANSCRIPT:
             m.clear()
