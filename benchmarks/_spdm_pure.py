@@ -72,6 +72,8 @@ class Tape:
         self.recording = True
         #: CPU seconds inside top-level crypto/X.509 calls per side (real runs, not replays)
         self.spent = {"requester": 0.0, "responder": 0.0}
+        #: CPU seconds of the responder's side in real runs (the rest of a real run is the requester's)
+        self.responder = 0.0
         self.undo: list[Callable[[], None]] = []
 
     def patch(self, owner: Any, name: str) -> None:
@@ -109,6 +111,32 @@ class Tape:
         for u in reversed(self.undo):
             u()
         self.undo.clear()
+
+
+def _timing_cost(n: int = 20000) -> float:
+    """Seconds a taped call adds in a real run (where it only times the call) against a plain call."""
+
+    class Probe:
+        @staticmethod
+        def f(a: bytes, b: int) -> int:
+            return b
+
+    def best() -> float:
+        out = float("inf")
+        for _ in range(5):
+            t0 = CLOCK()
+            for _ in range(n):
+                Probe.f(b"x", 1)
+            out = min(out, CLOCK() - t0)
+        return out
+
+    plain = best()
+    tape = Tape()
+    tape.recording = False
+    tape.patch(Probe, "f")
+    timed = best()
+    tape.restore()
+    return max(timed - plain, 0.0) / n
 
 
 def _tape_cost(n: int = 20000) -> float:
@@ -175,15 +203,20 @@ def replayers(rcfg: ResponderConfig, qcfg: RequesterConfig) -> Iterator[dict[str
         tape.recording = False
 
         def real_once() -> None:
-            """A real handshake (real crypto; its time inside the tape's calls goes to ``spent``)."""
+            """A real handshake (real crypto): time inside the tape's calls goes to ``tape.spent``,
+            the responder's whole time (its construction and every answer) to ``tape.responder``."""
             tape.playing = None
+            t0 = CLOCK()
             rsp = Responder(rcfg)
+            tape.responder += CLOCK() - t0
 
             def answer(message: bytes, secured: bool = False) -> bytes:
                 tape.side = "responder"
+                t0 = CLOCK()
                 try:
                     return real_handle(rsp, message, secured=secured)
                 finally:
+                    tape.responder += CLOCK() - t0
                     tape.side = "requester"
 
             Requester(CallableTransport(answer), fixed).authenticate()
@@ -231,32 +264,48 @@ def _gc_off() -> Iterator[None]:
 
 
 def pure_codec_state(rcfg: ResponderConfig, qcfg: RequesterConfig, rounds: int, repeat: int) -> dict[str, float]:
-    """CPU ms per handshake, per side: pciauth's SPDM code alone, and the crypto layer it stands on.
+    """CPU ms per handshake, per side: pciauth's SPDM code, and the crypto layer it stands on.
 
-    Returns ``requester``, ``responder``, ``both`` (SPDM code, replayed) and ``layer_requester``,
-    ``layer_responder``, ``layer_both`` (time inside the crypto/X.509 calls of real handshakes).
-    Real and replayed batches alternate, so both figures see the same machine; each is the
-    best of ``repeat`` batches of ``rounds`` handshakes. As timeit does, the garbage collector
-    is collected before and kept off during the batches.
+    Keys (``<side>`` is requester, responder or both):
+
+    - ``<side>``: the SPDM code replayed on its own (crypto and X.509 from the tape);
+    - ``layer_<side>``: time inside the crypto/X.509 calls of real handshakes;
+    - ``insitu_<side>``: the rest of those real handshakes' time: the SPDM code where it really
+      runs, between crypto calls (so with the caches crypto left cold and the memory it frees).
+
+    Real and replayed batches alternate, so all figures see the same machine; each is the best
+    of ``repeat`` batches of ``rounds`` handshakes. As timeit does, the garbage collector is
+    collected before and kept off during the batches. Timer costs (the tape's wrappers) are
+    measured in the same run and removed.
     """
-    cost = _tape_cost()
-    best = {k: float("inf") for k in ("requester", "responder", "layer_requester", "layer_responder")}
+    cost, timing = _tape_cost(), _timing_cost()
+    sides = ("requester", "responder")
+    best = {f"{k}{side}": float("inf") for k in ("", "layer_", "insitu_") for side in sides}
     with replayers(rcfg, qcfg) as run, _gc_off():
         tape = run["tape"]
+        answers = run["exchanges"] + 1  # timed answers and the timed responder construction
         for _ in range(repeat):
             gc.collect()
             tape.spent = {"requester": 0.0, "responder": 0.0}
+            tape.responder = 0.0
+            t0 = CLOCK()
             for _ in range(rounds):
                 run["real"]()
-            for side in ("requester", "responder"):
+            total = CLOCK() - t0
+            side_time = {"requester": total - tape.responder - rounds * answers * timing,
+                         "responder": tape.responder}
+            for side in sides:
                 best["layer_" + side] = min(best["layer_" + side], tape.spent[side] / rounds)
+                insitu = (side_time[side] - tape.spent[side]) / rounds - run["calls"][side] * timing
+                best["insitu_" + side] = min(best["insitu_" + side], insitu)
+            for side in sides:
                 t0 = CLOCK()
                 for _ in range(rounds):
                     run[side]()
                 best[side] = min(best[side], (CLOCK() - t0) / rounds - run["calls"][side] * cost)
         exchanges = run["exchanges"]
     out = {k: 1000 * v for k, v in best.items()}
-    out["both"] = out["requester"] + out["responder"]
-    out["layer_both"] = out["layer_requester"] + out["layer_responder"]
+    for k in ("", "layer_", "insitu_"):
+        out[k + "both"] = out[k + "requester"] + out[k + "responder"]
     out["exchanges"] = exchanges
     return out
