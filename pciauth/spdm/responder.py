@@ -176,15 +176,14 @@ class Responder(HandlerMixin):
 
     def __init__(self, config: ResponderConfig | None = None) -> None:
         self.config = config or ResponderConfig.default()
-        from pciauth.spdm.adversary import Adversary
-
-        self.adversary = Adversary(self.config.adversary)
+        self.adversary = _adversary(self.config.adversary)
         self.transcript = Transcript()
         self.sessions: dict[int, Any] = {}
         self.pending: dict[int, tuple[int, bytes]] = {}
         self._flags = self.config.flags
         self._caps = _capability_values(self._flags)
-        self._chain_hook = self.adversary.chain_transform(self)  # None unless a row changes the chain
+        # None unless a row changes the chain
+        self._chain_hook = self.adversary.chain_transform(self) if self.adversary.rows else None
         self._provisioned: tuple[int, dict[int, Slot]] | None = None
         self.reset()
 
@@ -326,6 +325,21 @@ class Responder(HandlerMixin):
         for s in self.config.slots:
             mask |= s.asym_bits
         return mask & self.config.base_asym
+
+
+def _adversary(names: tuple[str, ...]) -> Any:
+    """The misbehaviours of a responder; one shared, stateless instance for the usual none."""
+    global _HONEST
+    from pciauth.spdm.adversary import Adversary
+
+    if names:
+        return Adversary(names)
+    if _HONEST is None:
+        _HONEST = Adversary(())
+    return _HONEST
+
+
+_HONEST: Any = None
 
 
 def _capability_values(flags: int) -> dict[str, int]:
