@@ -113,17 +113,21 @@ class Tape:
         self.undo.clear()
 
 
-def _timing_cost(n: int = 20000) -> float:
-    """Seconds a taped call adds in a real run (where it only times the call) against a plain call."""
+def _call_cost(playing: bool, n: int = 20000) -> float:
+    """Seconds one taped call adds against a plain call (both with two arguments): played back
+    from the tape (``playing``), or in a real run, where the tape only times the call."""
 
     class Probe:
         @staticmethod
         def f(a: bytes, b: int) -> int:
             return b
+
+    tape = Tape()
 
     def best() -> float:
         out = float("inf")
         for _ in range(5):
+            tape.pos = 0
             t0 = CLOCK()
             for _ in range(n):
                 Probe.f(b"x", 1)
@@ -131,44 +135,13 @@ def _timing_cost(n: int = 20000) -> float:
         return out
 
     plain = best()
-    tape = Tape()
     tape.recording = False
     tape.patch(Probe, "f")
-    timed = best()
+    if playing:
+        tape.playing = [("f", 1)] * (n + 1)
+    taped = best()
     tape.restore()
-    return max(timed - plain, 0.0) / n
-
-
-def _tape_cost(n: int = 20000) -> float:
-    """Seconds one taped call adds against a plain call (both with two arguments)."""
-
-    class Probe:
-        @staticmethod
-        def f(a: bytes, b: int) -> int:
-            return b
-
-    def best(repeat: int = 5) -> float:
-        out = float("inf")
-        for _ in range(repeat):
-            t0 = CLOCK()
-            for _ in range(n):
-                Probe.f(b"x", 1)
-            out = min(out, CLOCK() - t0)
-        return out
-
-    plain = best()
-    tape = Tape()
-    tape.patch(Probe, "f")
-    tape.playing = [("f", 1)] * (n + 1)
-    total = float("inf")
-    for _ in range(5):
-        tape.pos = 0
-        t0 = CLOCK()
-        for _ in range(n):
-            Probe.f(b"x", 1)
-        total = min(total, CLOCK() - t0)
-    tape.restore()
-    return max(total - plain, 0.0) / n
+    return max(taped - plain, 0.0) / n
 
 
 @contextmanager
@@ -278,7 +251,7 @@ def pure_codec_state(rcfg: ResponderConfig, qcfg: RequesterConfig, rounds: int, 
     collected before and kept off during the batches. Timer costs (the tape's wrappers) are
     measured in the same run and removed.
     """
-    cost, timing = _tape_cost(), _timing_cost()
+    cost, timing = _call_cost(playing=True), _call_cost(playing=False)
     sides = ("requester", "responder")
     best = {f"{k}{side}": float("inf") for k in ("", "layer_", "insitu_") for side in sides}
     with replayers(rcfg, qcfg) as run, _gc_off():
