@@ -339,6 +339,9 @@ _FUZZ = build()
 _FUZZ_DERS = [der(c) for c in _FUZZ.certs]
 
 
+# mutated serial numbers (zero, negative) are what this test feeds on: cryptography's deprecation
+# notice about them is expected here (pciauth itself reports them through its checks)
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 @settings(max_examples=int(os.environ.get("PCIAUTH_FUZZ_EXAMPLES", "200")), deadline=None)
 @given(st.data())
 def test_mutated_certificates_that_parse_always_get_a_verdict(data):
