@@ -111,6 +111,32 @@ def _remember(key: tuple, value: Any) -> Any:
     return value
 
 
+def _algorithm_names(req: Any, measurement_spec: bool, key_schedule: bool) -> dict[str, Any]:
+    """The report's ``algorithms``: names of what was negotiated (built once per selection)."""
+    key = (req.hash_bit, req.asym_bit, req.meas_hash_bit, measurement_spec, req.dhe_bit, req.aead_bit,
+           key_schedule, req.other_params)
+    names = _NAMES.get(key)
+    if names is None:
+        meas = req.meas_hash_bit
+        names = {
+            "base_hash": A.describe_hash(req.hash_bit),
+            "base_asym": A.describe_asym(req.asym_bit),
+            "measurement_hash": ("raw" if meas == C.MEAS_HASH_RAW else
+                                 A.describe_hash(C.MEAS_HASH_TO_BASE_HASH.get(meas, 0)) if meas else None),
+            "measurement_spec": "dmtf" if measurement_spec else None,
+            "dhe": A.describe_dhe(req.dhe_bit) if req.dhe_bit else None,
+            "aead": A.describe_aead(req.aead_bit) if req.aead_bit else None,
+            "key_schedule": "spdm" if key_schedule else None,
+            "opaque_data_format": {0: None, 1: "fmt0", 2: "fmt1"}.get(req.other_params),
+        }
+        if len(_NAMES) < 256:
+            _NAMES[key] = names
+    return dict(names)  # the report's own copy
+
+
+_NAMES: dict[tuple, dict[str, Any]] = {}
+
+
 def _pick(value: int, offered: int, what: str, required: bool) -> int:
     """An ALGORITHMS selection: exactly one bit, one that was offered (0 allowed when not required)."""
     if value == 0 and not required:
@@ -142,6 +168,7 @@ class Requester:
         self.ct_exponent = 0
         self.max_portion = 0xFFFF
         self.hash_bit = self.asym_bit = self.meas_hash_bit = self.dhe_bit = self.aead_bit = 0
+        self.hash_len = self.sig_len = 0  # hash and signature sizes of the negotiated algorithms
         self.other_params = 0
         self.digests: dict[int, bytes] = {}
         self.slot_mask = 0
@@ -363,26 +390,19 @@ class Requester:
             other = C.OPAQUE_FMT_1 if v >= C.V12 else 0
             req = M.NegotiateAlgorithms(v, C.MEAS_SPEC_DMTF, other, cfg.base_asym, cfg.base_hash,
                                         structs=structs).encode()
-            cached = _remember(key, (req, tuple(structs), other))
-        req, structs, other = cached
+            cached = _remember(key, (req, frozenset(s.alg_type for s in structs), other))
+        req, offered, other = cached
         alg = M.Algorithms.parse(self.exchange(req, C.Code.ALGORITHMS))
-        self._check_algorithms(alg, structs, other)
+        self._check_algorithms(alg, offered, other)
         self.t.add_a(req, alg.raw)
-        report.algorithms = {
-            "base_hash": A.describe_hash(self.hash_bit),
-            "base_asym": A.describe_asym(self.asym_bit),
-            "measurement_hash": ("raw" if self.meas_hash_bit == C.MEAS_HASH_RAW else
-                                 A.describe_hash(C.MEAS_HASH_TO_BASE_HASH.get(self.meas_hash_bit, 0))
-                                 if self.meas_hash_bit else None),
-            "measurement_spec": "dmtf" if alg.measurement_spec else None,
-            "dhe": A.describe_dhe(self.dhe_bit) if self.dhe_bit else None,
-            "aead": A.describe_aead(self.aead_bit) if self.aead_bit else None,
-            "key_schedule": "spdm" if alg.struct(C.AlgType.KEY_SCHEDULE) else None,
-            "opaque_data_format": {0: None, 1: "fmt0", 2: "fmt1"}.get(self.other_params),
-        }
-        report.check("algorithms", True, f"{report.algorithms['base_asym']} / {report.algorithms['base_hash']}")
+        # sizes the negotiation fixed, read by every later parse
+        self.hash_len = A.hash_size(self.hash_bit) if self.hash_bit else 0
+        self.sig_len = A.signature_size(self.asym_bit) if self.asym_bit else 0
+        names = _algorithm_names(self, bool(alg.measurement_spec), bool(alg.struct(C.AlgType.KEY_SCHEDULE)))
+        report.algorithms = names
+        report.check("algorithms", True, f"{names['base_asym']} / {names['base_hash']}")
 
-    def _check_algorithms(self, alg: M.Algorithms, structs: Any, other: int) -> None:
+    def _check_algorithms(self, alg: M.Algorithms, offered: frozenset[int], other: int) -> None:
         cfg = self.config
         needs = bool(self.cap("CERT_CAP") or self.cap("CHAL_CAP") or self.cap("KEY_EX_CAP")
                      or self.cap("MEAS_CAP") == C.MEAS_CAP_SIG)
@@ -399,7 +419,6 @@ class Requester:
             if alg.other_params & C.OPAQUE_FMT_MASK:
                 _pick(alg.other_params & C.OPAQUE_FMT_MASK, other, "OtherParamsSelection", True)
             self.other_params = alg.other_params & C.OPAQUE_FMT_MASK
-        offered = {s.alg_type for s in structs}
         sel = {}
         for s in alg.structs:
             if s.alg_type not in offered:
@@ -408,6 +427,9 @@ class Requester:
                 raise SpdmError(f"ALGORITHMS: AlgType {s.alg_type} selects external algorithms")
             sel[s.alg_type] = s.supported
         session = bool(cfg.session and self.version >= C.V11 and self.cap("KEY_EX_CAP"))
+        if not session and not any(sel.values()):  # nothing selected and nothing needed
+            self.dhe_bit = self.aead_bit = 0
+            return
         self.dhe_bit = _pick(sel.get(C.AlgType.DHE, 0), cfg.dhe, "DHE", session)
         self.aead_bit = _pick(sel.get(C.AlgType.AEAD, 0), cfg.aead, "AEAD", session)
         _pick(sel.get(C.AlgType.KEY_SCHEDULE, 0), C.KEY_SCHEDULE_SPDM, "KeySchedule", session)
@@ -417,7 +439,7 @@ class Requester:
     def _digests(self, report: AuthReport) -> None:
         req = M.get_digests(self.version)
         self.t.on_request(C.Code.GET_DIGESTS)
-        d = M.Digests.parse(self.exchange(req, C.Code.DIGESTS), A.hash_size(self.hash_bit))
+        d = M.Digests.parse(self.exchange(req, C.Code.DIGESTS), self.hash_len)
         self.t.add_b(req, d.raw)
         self.digests, self.slot_mask = d.digests, d.slot_mask
         report.check("digests", True, f"slots provisioned: {sorted(d.digests)}")
@@ -489,9 +511,8 @@ class Requester:
         ctx = self.random(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
         req = M.challenge(v, slot, stype, nonce, ctx)
         self.t.on_request(C.Code.CHALLENGE)
-        hsize = A.hash_size(self.hash_bit)
-        auth = M.ChallengeAuth.parse(self.exchange(req, C.Code.CHALLENGE_AUTH), hash_size=hsize,
-                                     sig_size=A.signature_size(self.asym_bit), summary=bool(stype))
+        auth = M.ChallengeAuth.parse(self.exchange(req, C.Code.CHALLENGE_AUTH), hash_size=self.hash_len,
+                                     sig_size=self.sig_len, summary=bool(stype))
         if auth.slot != slot:
             raise SpdmError(f"CHALLENGE_AUTH: names slot {auth.slot}, challenged slot {slot}")
         if auth.slot_mask != self.slot_mask:

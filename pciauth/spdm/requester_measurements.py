@@ -30,7 +30,7 @@ def measure(req: Any, report: AuthReport, session: Any) -> tuple[list[dict], int
         ctx = req.random(C.REQUESTER_CONTEXT_SIZE) if v >= C.V13 else b""
         msg = M.get_measurements(v, C.MEAS_ATTR_SIGNATURE if signed else 0, op, nonce, slot, ctx)
         req.t.on_request(C.Code.GET_MEASUREMENTS)
-        sig = A.signature_size(req.asym_bit) if signed else 0
+        sig = req.sig_len if signed else 0
         resp = M.Measurements.parse(req.exchange(msg, C.Code.MEASUREMENTS, session=session), sig_size=sig)
         if v >= C.V13 and resp.requester_context != ctx:
             raise SpdmError("MEASUREMENTS: RequesterContext is not the one sent")

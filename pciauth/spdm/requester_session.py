@@ -49,10 +49,9 @@ def run_session(req: Any, report: AuthReport) -> None:
     opaque = encode_opaque(v, [sm_supported_versions()])
     ke = M.KeyExchange(v, stype, slot, req_sid, req.random(32), pub, opaque).encode()
     req.t.on_request(C.Code.KEY_EXCHANGE)
-    hsize = A.hash_size(req.hash_bit)
     req.step = "key_exchange"
     rsp = M.KeyExchangeRsp.parse(req.exchange(ke, C.Code.KEY_EXCHANGE_RSP), dhe_size=group.public_size,
-                                 hash_size=hsize, sig_size=A.signature_size(req.asym_bit), summary=bool(stype))
+                                 hash_size=req.hash_len, sig_size=req.sig_len, summary=bool(stype))
     if rsp.heartbeat_period:
         raise SpdmError(f"KEY_EXCHANGE_RSP: HeartbeatPeriod {rsp.heartbeat_period} without HBEAT_CAP")
     if rsp.mut_auth_requested:

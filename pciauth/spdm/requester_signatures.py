@@ -28,7 +28,7 @@ def verify_signature(req: Any, what: str, context: str, transcript: bytes, signa
     asym = A.asym_algo(req.asym_bit)
     public_key = req.verdicts[slot].leaf_public_key if slot in req.verdicts else chain.leaf.public_key()
     if v >= C.V12:  # msg = combined_prefix || Hash(transcript): reuse both parts, hash once
-        split = len(msg) - A.hash_size(req.hash_bit)
+        split = len(msg) - req.hash_len
         prefix, digest = msg[:split], msg[split:]
     else:
         prefix, digest = b"", A.hash_bytes(req.hash_bit, transcript)
