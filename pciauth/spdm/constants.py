@@ -7,6 +7,10 @@ so the codec does not need the crypto module.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 # --- versions ---------------------------------------------------------------------------------
 #: The SPDMVersion byte of each version pciauth speaks (major in the high nibble).
 V10, V11, V12, V13 = 0x10, 0x11, 0x12, 0x13
@@ -207,16 +211,26 @@ def flag_value(flags: int, name: str, table: dict[str, tuple[int, int, int]] = R
 
 def make_flags(values: dict[str, int], table: dict[str, tuple[int, int, int]] = RESPONDER_FLAGS) -> int:
     """Build a Flags word from ``{name: value}`` (value 1 for single-bit flags)."""
-    key = (tuple(values.items()), id(table))
-    flags = _MADE.get(key)
-    if flags is None:
-        flags = _make_flags(values, table)
-        if len(_MADE) < 256 and table in (RESPONDER_FLAGS, REQUESTER_FLAGS):
-            _MADE[key] = flags
-    return flags
+    return _remembered(_MADE, tuple(values.items()), table, lambda: _make_flags(values, table))
 
 
 _MADE: dict[tuple, int] = {}
+
+
+def _remembered(cache: dict, key: Any, table: dict, compute: Callable[[], Any]) -> Any:
+    """``compute()`` kept in ``cache`` per (key, flag table): these decodings run on every
+    connection. Only the module's own tables are kept (an id can be reused by another dict), and
+    at most 256 entries per cache."""
+    full = (key, id(table))
+    value = cache.get(full, _MISSING)
+    if value is _MISSING:
+        value = compute()
+        if len(cache) < 256 and (table is RESPONDER_FLAGS or table is REQUESTER_FLAGS):
+            cache[full] = value
+    return value
+
+
+_MISSING = object()
 
 
 def _make_flags(values: dict[str, int], table: dict[str, tuple[int, int, int]]) -> int:
@@ -231,16 +245,10 @@ def _make_flags(values: dict[str, int], table: dict[str, tuple[int, int, int]]) 
 
 def flag_names(flags: int, table: dict[str, tuple[int, int, int]] = RESPONDER_FLAGS) -> dict[str, int]:
     """Decode a Flags word into ``{name: value}`` for every non-zero field (for reports)."""
-    key = (flags, id(table))
-    cached = _NAMES.get(key)
-    if cached is None:
-        cached = _flag_names(flags, table)
-        if len(_NAMES) < 256 and table in (RESPONDER_FLAGS, REQUESTER_FLAGS):
-            _NAMES[key] = cached
-    return dict(cached)  # the caller's own copy
+    return dict(_remembered(_NAMES, flags, table, lambda: _flag_names(flags, table)))  # the caller's own copy
 
 
-_NAMES: dict[tuple[int, int], dict[str, int]] = {}
+_NAMES: dict[tuple, dict[str, int]] = {}
 
 
 def _flag_names(flags: int, table: dict[str, tuple[int, int, int]]) -> dict[str, int]:
@@ -258,35 +266,20 @@ def _flag_names(flags: int, table: dict[str, tuple[int, int, int]]) -> dict[str,
 
 def flags_mask_for_version(version: int, table: dict[str, tuple[int, int, int]] = RESPONDER_FLAGS) -> int:
     """Bits a peer may set in ``version`` (later fields are reserved there)."""
-    key = (version, id(table))
-    if key in _MASKS:
-        return _MASKS[key]
-    mask = 0
-    for bit, width, since in table.values():
-        if version >= since:
-            mask |= ((1 << width) - 1) << bit
-    _MASKS[key] = mask
-    return mask
+    return _remembered(_MASKS, version, table, lambda: sum(
+        ((1 << width) - 1) << bit for bit, width, since in table.values() if version >= since))
 
 
-_MASKS: dict[tuple[int, int], int] = {}
+_MASKS: dict[tuple, int] = {}
 
 
+@functools.lru_cache(maxsize=1024)
 def flag_problem(flags: int, version: int, *, requester: bool) -> str | None:
     """Why a Flags word breaks DSP0274's rules for ``version`` (None when it is consistent).
 
-    A pure function of its arguments: the answer is kept per (flags, version, side).
+    A pure function of its arguments, so its answers are kept.
     """
-    key = (flags, version, requester)
-    if key in _PROBLEMS:
-        return _PROBLEMS[key]
-    problem = _flag_problem(flags, version, requester=requester)
-    if len(_PROBLEMS) < 1024:
-        _PROBLEMS[key] = problem
-    return problem
-
-
-_PROBLEMS: dict[tuple[int, int, bool], str | None] = {}
+    return _flag_problem(flags, version, requester=requester)
 
 
 def _flag_problem(flags: int, version: int, *, requester: bool) -> str | None:
