@@ -57,6 +57,8 @@ class Host:
         self.p = paths
         self._config: dict[str, str] | None = None
         self._modules: set[str] | None = None
+        self._cmdline: list[str] | None = None
+        self._cpu_vendor: tuple[str | None] | None = None  # a 1-tuple once read: None is a result
 
     def sys(self, *parts: str) -> str:
         return os.path.join(self.p.sys, *parts)
@@ -66,7 +68,10 @@ class Host:
 
     @property
     def cmdline(self) -> list[str]:
-        return (self.text(os.path.join(self.p.proc, "cmdline")) or "").split()
+        """The kernel command line, read once (several checks look at its parameters)."""
+        if self._cmdline is None:
+            self._cmdline = (self.text(os.path.join(self.p.proc, "cmdline")) or "").split()
+        return self._cmdline
 
     def param(self, name: str) -> str | None:
         """The value of ``name=`` on the kernel command line ("" for a bare flag)."""
@@ -80,12 +85,18 @@ class Host:
 
     @property
     def cpu_vendor(self) -> str | None:
+        """``intel``, ``amd`` or None, from /proc/cpuinfo (read once)."""
+        if self._cpu_vendor is None:
+            self._cpu_vendor = (self._read_cpu_vendor(),)
+        return self._cpu_vendor[0]
+
+    def _read_cpu_vendor(self) -> str | None:
         try:
             with open(os.path.join(self.p.proc, "cpuinfo"), encoding="ascii", errors="replace") as f:
                 for line in f:
                     if line.startswith("vendor_id"):
                         return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(
-                            line.split(":")[1].strip()
+                            line.partition(":")[2].strip()
                         )
         except OSError:
             pass
@@ -200,7 +211,8 @@ def check_iommu_groups(host: Host) -> Finding:
 
 def check_cmdline(host: Host) -> Finding:
     names = ("intel_iommu", "amd_iommu", "iommu", "iommu.passthrough", "iommu.strict")
-    present = [f"{n}={host.param(n)}" if host.param(n) else n for n in names if host.param(n) is not None]
+    values = {n: host.param(n) for n in names}
+    present = [f"{n}={v}" if v else n for n, v in values.items() if v is not None]
     off = [p for p in present if p.endswith("=off")]
     if off:
         return Finding(
@@ -393,8 +405,11 @@ def check_journal(host: Host) -> Finding:
     from pciauth.vfio.journal import Journal
 
     journal = Journal()
-    stale = [e.device for _p, e in journal.entries() if not isinstance(e, Exception) and e.stale()]
-    held = [e.device for _p, e in journal.entries() if not isinstance(e, Exception) and not e.stale()]
+    stale: list[str] = []
+    held: list[str] = []
+    for _path, entry in journal.entries():  # one pass: each entry file read, each owner looked up once
+        if not isinstance(entry, Exception):
+            (stale if entry.stale() else held).append(entry.device)
     if stale:
         return Finding(
             "journal",

@@ -185,6 +185,35 @@ def test_stale_journal_entry_is_reported(host) -> None:
     assert f["status"] == "warn" and "0000:01:00.0" in f["summary"] and "pciauth restore" in f["fix"]
 
 
+def test_each_host_file_is_read_once_per_diagnosis(host, monkeypatch) -> None:
+    """The command line, cpuinfo and the journal are looked at by several checks: one read each."""
+    from pciauth.vfio.journal import Journal, JournalEntry
+
+    Journal().write(JournalEntry("0000:01:00.0", "/sys", "nvme", None, pid=2**22 + 7, pid_start=None))
+    Journal().write(JournalEntry("0000:02:00.0", "/sys", "nvme", None, pid=os.getpid(), pid_start=None))
+    mk(host.root / "proc/cmdline", "root=/dev/sda1 intel_iommu=on iommu=pt nomodule\n")
+    reads: list[str] = []
+    real_open, real_entries = open, Journal.entries
+
+    def counting_open(path, *a, **kw):
+        reads.append(os.path.basename(str(path)))
+        return real_open(path, *a, **kw)
+
+    def counting_entries(self):
+        reads.append("journal")
+        return real_entries(self)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    monkeypatch.setattr(Journal, "entries", counting_entries)
+    f = findings(diagnose(host()))
+    assert f["cmdline"]["status"] == "ok" and "intel_iommu=on iommu=pt" in f["cmdline"]["summary"]
+    assert "nomodule" in f["vfio-pci"]["fix"]
+    assert f["journal"]["status"] == "warn" and f["journal"]["summary"].endswith("0000:01:00.0")
+    assert reads.count("cmdline") == 1, reads
+    assert reads.count("cpuinfo") == 1, reads
+    assert reads.count("journal") == 1, reads
+
+
 def test_cli_json_and_exit_code(tmp_path) -> None:
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(
