@@ -137,7 +137,7 @@ class Header:
     param2: int = 0
 
     def encode(self) -> bytes:
-        return bytes((self.version, self.code, self.param1 & 0xFF, self.param2 & 0xFF))
+        return header(self.version, self.code, self.param1, self.param2)
 
 
 def header(version: int, code: int, param1: int = 0, param2: int = 0) -> bytes:

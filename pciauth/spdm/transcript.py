@@ -82,13 +82,9 @@ class Transcript:
             return
         if code != _GET_MEASUREMENTS:
             self.m.clear()
-        elif not self.authenticated:  # GET_MEASUREMENTS is one of _CLEARS_BC
-            self.b.clear()
-            self.c.clear()
-            return
         if code == _GET_DIGESTS:
             self.b.clear()
-        elif code in _CLEARS_BC and not self.authenticated:
+        if code in _CLEARS_BC and not self.authenticated:
             self.b.clear()
             self.c.clear()
 
