@@ -72,7 +72,7 @@ class GetVersion:
     raw: bytes = b""
 
     def encode(self) -> bytes:
-        return header(C.V10, C.Code.GET_VERSION)
+        return get_version()
 
     @classmethod
     def parse(cls, data: bytes) -> GetVersion:

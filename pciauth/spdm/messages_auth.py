@@ -98,11 +98,7 @@ class Digests:
         r, h = start(data, C.Code.DIGESTS, "DIGESTS")
         if h.param2 == 0:
             raise SpdmMalformed("DIGESTS: no slot is provisioned (slot mask 0)", field="Param2")
-        mask = h.param2
-        if mask == 1:  # the usual device: slot 0 only
-            digests = {0: r.take(hash_size, "Digest[0]")}
-        else:
-            digests = {s: r.take(hash_size, f"Digest[{s}]") for s in range(8) if mask >> s & 1}
+        digests = {s: r.take(hash_size, f"Digest[{s}]") for s in range(8) if h.param2 >> s & 1}
         return cls(h.version, h.param2, digests, h.param1 if h.version >= C.V13 else 0, r.end())
 
 
