@@ -226,48 +226,51 @@ def run_vm(command: str, *, machine: str = "intel-iommu", devices: list[str] | N
         raise VmError(f"{QEMU} not found (scripts/vm/provision.sh)")
     initrd = ensure_initramfs()
     workdir = Path(tempfile.mkdtemp(prefix="pciauth-vm-"))
-    (workdir / "job").mkdir()
-    (workdir / "job" / "cmd.sh").write_text(guest_script(command, repo, env))
-    for name, src in (job_files or {}).items():
-        dst = workdir / "job" / name
-        if Path(src).is_dir():
-            shutil.copytree(src, dst)
+    try:
+        (workdir / "job").mkdir()
+        (workdir / "job" / "cmd.sh").write_text(guest_script(command, repo, env))
+        for name, src in (job_files or {}).items():
+            dst = workdir / "job" / name
+            if Path(src).is_dir():
+                shutil.copytree(src, dst)
+            else:
+                shutil.copy2(src, dst)
+        cmd = build_qemu_cmd(kernel=kernel, initrd=initrd, workdir=workdir, machine=machine,
+                             devices=list(devices or []), spdm_port=spdm_port, memory=memory,
+                             smp=smp, repo=repo, extra_append=extra_append, spdm_port2=spdm_port2)
+        started = time.monotonic()
+        timed_out = False
+        with open(workdir / "qemu.log", "wb") as qlog:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:  # timed out, or interrupted while waiting (Ctrl-C, pytest-timeout): QEMU goes too
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        seconds = time.monotonic() - started
+        job = workdir / "job"
+        console = _read(workdir / "console.log")
+        qemu_out = _read(workdir / "qemu.log")
+        status_text = _read(job / "status").strip()
+        status: int | None = int(status_text) if status_text.isdigit() else None
+        if status is None:
+            for line in reversed(console.splitlines()):
+                if line.startswith("PCIAUTH-EXIT="):
+                    val = line.split("=", 1)[1].strip()
+                    status = int(val) if val.isdigit() else None
+                    break
+        return VmResult(status=status, stdout=_read(job / "stdout"), stderr=_read(job / "stderr"),
+                        console=console + ("\n--- qemu ---\n" + qemu_out if qemu_out else ""),
+                        seconds=seconds, timed_out=timed_out, qemu_cmd=cmd, qemu_pid=proc.pid)
+    finally:  # also when QEMU cannot start or a job file cannot be copied
+        if keep:
+            print(f"run.py: kept {workdir}", file=sys.stderr)
         else:
-            shutil.copy2(src, dst)
-    cmd = build_qemu_cmd(kernel=kernel, initrd=initrd, workdir=workdir, machine=machine,
-                         devices=list(devices or []), spdm_port=spdm_port, memory=memory,
-                         smp=smp, repo=repo, extra_append=extra_append, spdm_port2=spdm_port2)
-    started = time.monotonic()
-    timed_out = False
-    with open(workdir / "qemu.log", "wb") as qlog:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    seconds = time.monotonic() - started
-    job = workdir / "job"
-    console = _read(workdir / "console.log")
-    qemu_out = _read(workdir / "qemu.log")
-    status_text = _read(job / "status").strip()
-    status: int | None = int(status_text) if status_text.isdigit() else None
-    if status is None:
-        for line in reversed(console.splitlines()):
-            if line.startswith("PCIAUTH-EXIT="):
-                val = line.split("=", 1)[1].strip()
-                status = int(val) if val.isdigit() else None
-                break
-    result = VmResult(status=status, stdout=_read(job / "stdout"), stderr=_read(job / "stderr"),
-                      console=console + ("\n--- qemu ---\n" + qemu_out if qemu_out else ""),
-                      seconds=seconds, timed_out=timed_out, qemu_cmd=cmd, qemu_pid=proc.pid)
-    if keep:
-        print(f"run.py: kept {workdir}", file=sys.stderr)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return result
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

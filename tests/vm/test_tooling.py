@@ -102,3 +102,16 @@ def test_host_responder_reports_a_responder_that_dies(tmp_path):
     with pytest.raises(responder.ResponderError, match="exited"), \
             responder.host_responder(tmp_path / "no-such-pki", timeout=60):
         pass
+
+
+def test_run_vm_removes_its_work_directory_when_the_command_line_is_refused(tmp_path, monkeypatch):
+    """An error before or while QEMU runs leaves no pciauth-vm-* directory behind."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(vmrun, "kernel_image", lambda: tmp_path / "bzImage")
+    monkeypatch.setattr(vmrun, "qemu_available", lambda: True)
+    monkeypatch.setattr(vmrun, "ensure_initramfs", lambda: tmp_path / "initramfs")
+    with pytest.raises(vmrun.VmError, match="unknown device"):
+        vmrun.run_vm("true", machine="none", devices=["gpu"])
+    assert list(tmp_path.glob("pciauth-vm-*")) == []
