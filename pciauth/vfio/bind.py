@@ -442,12 +442,17 @@ def _replay(journal: Journal, results: list[dict]) -> list[dict]:
     for path, entry in journal.entries():
         if isinstance(entry, Exception) or not entry.stale():
             continue
-        try:
-            results.append(restore_entry(entry, journal=journal))
-        except Exception as exc:  # start-up must go on; `pciauth restore` reports it
-            results.append({"device": entry.device, "action": "failed", "note": str(exc), "journal": path,
-                            "exit_code": int(exit_code_for(exc))})
+        results.append(_restore_reported(entry, path, journal))  # start-up must go on
     return results
+
+
+def _restore_reported(entry: JournalEntry, path: str, journal: Journal) -> dict:
+    """:func:`restore_entry`, with a failure reported as a ``failed`` result, not raised."""
+    try:
+        return restore_entry(entry, journal=journal)
+    except Exception as exc:
+        return {"device": entry.device, "action": "failed", "note": str(exc), "journal": path,
+                "exit_code": int(exit_code_for(exc))}
 
 
 def restore_all(
@@ -459,6 +464,13 @@ def restore_all(
     Errors are reported per device in the result, not raised.
     """
     journal = journal or Journal()
+    if not os.path.isdir(journal.directory):
+        return []  # nothing was ever bound (and the lock would create the run directory)
+    with journal.locked():  # not racing a start-up replay or a bind restoring the same entry
+        return _restore_all(journal, device, force)
+
+
+def _restore_all(journal: Journal, device: str | None, force: bool) -> list[dict]:
     results: list[dict] = []
     for path, entry in journal.entries():
         if isinstance(entry, Exception):
@@ -476,11 +488,7 @@ def restore_all(
                 }
             )
             continue
-        try:
-            results.append(restore_entry(entry, journal=journal))
-        except Exception as exc:
-            results.append({"device": entry.device, "action": "failed", "note": str(exc), "journal": path,
-                            "exit_code": int(exit_code_for(exc))})
+        results.append(_restore_reported(entry, path, journal))
     return results
 
 

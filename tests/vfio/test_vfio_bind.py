@@ -155,6 +155,43 @@ def test_restore_all_skips_live_sessions_unless_forced(env, core) -> None:
     assert [r["action"] for r in vbind.restore_all(force=True)] == ["restored"]
 
 
+@pytest.mark.parametrize("restore", [vbind.restore_all, vbind.replay_stale])
+def test_journal_replays_hold_the_bind_lock(env, core, monkeypatch, restore) -> None:
+    """`pciauth restore` and the start-up replay do not restore an entry another pciauth
+    is restoring (a bind that found it stale) at the same time: both hold bind.lock."""
+    import fcntl
+
+    vbind.bind(dev(), timeout=20, mode="persistent" if restore is vbind.restore_all else "session")
+    path = Journal().path_for(BDF)
+    with open(path) as f:
+        data = json.load(f)
+    data["pid"] = 2**22 + 12345  # a dead owner: stale for the replay
+    write(path, json.dumps(data))
+    held = []
+    real = vbind.restore_entry
+
+    def probing_restore_entry(entry, **kw):
+        fd = os.open(os.path.join(Journal().directory, "bind.lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(fd)
+        return real(entry, **kw)
+
+    monkeypatch.setattr(vbind, "restore_entry", probing_restore_entry)
+    assert [r["action"] for r in restore()] == ["restored"]
+    assert held == [True] and env.driver(BDF) == "nvme"
+
+
+def test_restore_all_without_a_journal_creates_nothing(env, core) -> None:
+    journal = Journal(str(env.tmp / "never-created"))
+    assert vbind.restore_all(journal) == []
+    assert not os.path.exists(journal.directory)
+
+
 def test_unwritable_journal_refuses_to_bind(env, core, monkeypatch) -> None:
     blocker = env.tmp / "file"
     blocker.write_text("")
