@@ -95,18 +95,21 @@ def test_pcap_path_errors_are_not_found_before_talking(capsys, tmp_path):
             raise AssertionError(f"{path}: no {kind.__name__}")
 
 
-def test_save_reference_in_a_missing_directory_fails_first_naming_the_path(capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("option, name, what", [("--save-reference", "ref.json", "reference"),
+                                                ("--record", "rec.json", "recording")])
+def test_output_file_in_a_missing_directory_fails_first_naming_the_path(capsys, tmp_path, monkeypatch,
+                                                                        option, name, what):
     from pciauth.doe import authenticate
 
     def no_auth(*a, **kw):
-        raise AssertionError("authenticated before checking --save-reference")
+        raise AssertionError(f"authenticated before checking {option}")
 
     monkeypatch.setattr(authenticate, "authenticate_device", no_auth)
-    target = tmp_path / "no" / "ref.json"
-    assert main(["auth", "emu", "--save-reference", str(target)]) == ExitCode.NOT_FOUND
+    target = tmp_path / "no" / name
+    assert main(["auth", "emu", option, str(target)]) == ExitCode.NOT_FOUND
     err = capsys.readouterr().err
-    assert str(target) in err and ".tmp" not in err
-    assert main(["auth", "emu", "--save-reference", str(tmp_path)]) == ExitCode.USAGE
+    assert str(target) in err and ".tmp" not in err and what in err
+    assert main(["auth", "emu", option, str(tmp_path)]) == ExitCode.USAGE
 
 
 @pytest.mark.parametrize("argv", [["--slot", "9"], ["--measurements", "0"], ["--measurements", "lots"]])
@@ -131,16 +134,3 @@ def test_human_failure_is_said_once_without_the_anchor_note(capsys):
     out = capsys.readouterr().out
     assert out.count("signature does not verify") == 1, out
     assert "trusting the emulated device's own test root" in out  # a chain was read: the root matters
-
-
-def test_record_in_a_missing_directory_fails_first_naming_the_path(capsys, tmp_path, monkeypatch):
-    from pciauth.doe import authenticate
-
-    def no_auth(*a, **kw):
-        raise AssertionError("authenticated before checking --record")
-
-    monkeypatch.setattr(authenticate, "authenticate_device", no_auth)
-    target = tmp_path / "no" / "rec.json"
-    assert main(["auth", "emu", "--record", str(target)]) == ExitCode.NOT_FOUND
-    err = capsys.readouterr().err
-    assert str(target) in err and ".tmp" not in err and "recording" in err
