@@ -3,8 +3,11 @@ files, DOE recordings, reference files and the binding journal."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -14,11 +17,17 @@ from world import requester_config, world
 
 from pciauth.errors import PciauthError
 
-_TMP = tempfile.mkdtemp(prefix="pciauth-fuzz-")
+
+@functools.lru_cache(maxsize=1)
+def _tmp() -> str:
+    """This process's scratch directory for file inputs: made on first use, removed at exit."""
+    path = tempfile.mkdtemp(prefix="pciauth-fuzz-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def _file(data: bytes, name: str = "input") -> str:
-    path = os.path.join(_TMP, name)
+    path = os.path.join(_tmp(), name)
     with open(path, "wb") as f:
         f.write(data)
     return path
@@ -141,7 +150,7 @@ def seeds_pcap() -> list[bytes]:
     from pciauth.pcap import PcapWriter
     from pciauth.spdm.socket import wrap_message
 
-    path = os.path.join(_TMP, "seed.pcap")
+    path = os.path.join(_tmp(), "seed.pcap")
     with PcapWriter(path) as w:
         for e in world().flows[0][:4]:
             w.write_doe(wrap_message(2, e.request, False), from_device=False, timestamp=1.5)
@@ -163,7 +172,7 @@ def fuzz_doe_record(data: bytes) -> None:
 
 
 def _anchor_file() -> str:
-    path = os.path.join(_TMP, "root.der")
+    path = os.path.join(_tmp(), "root.der")
     if not os.path.exists(path):
         _file(world().root_der, "root.der")
     return path
@@ -187,7 +196,7 @@ def seeds_doe_record() -> list[bytes]:
         rt = RecordingTransport(CallableTransport(Responder(world().responder_config).handle))
         cfg = requester_config(opts, opts.trust_anchors, DeviceIdentity(**identity) if identity else None)
         Requester(rt, dataclasses.replace(cfg, random=rt.draw)).authenticate()
-        path = os.path.join(_TMP, "seed.json")
+        path = os.path.join(_tmp(), "seed.json")
         rt.save(path, target={"spec": "emu", "name": "emu"}, identity=identity, options=opts.recorded())
         with open(path, "rb") as f:
             out.append(f.read())
@@ -224,7 +233,7 @@ def seeds_reference() -> list[bytes]:
 def fuzz_journal(data: bytes) -> None:
     from pciauth.vfio.journal import Journal
 
-    d = os.path.join(_TMP, "journal")
+    d = os.path.join(_tmp(), "journal")
     os.makedirs(d, exist_ok=True)
     j = Journal(d)
     _file(data, "journal/bind-0000_01_00.0.json")

@@ -99,3 +99,18 @@ def test_saved_crash_inputs_keep_the_rule(name, path):
     if exc is not None and _where(signature(exc)) in KNOWN.get(name, set()):
         pytest.xfail(f"open bug {signature(exc)}")
     assert exc is None, f"{path}: {signature(exc)}: {exc}"
+
+
+def test_file_targets_leave_no_scratch_directory(tmp_path):
+    """The harnesses that read files write their input to a scratch directory removed at exit."""
+    import os
+    import subprocess
+    import sys
+
+    import targets_io
+
+    code = "import targets_io; open(targets_io._file(b'x'), 'rb').close()"
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(targets_io.__file__), env=env,
+                   check=True, timeout=120)
+    assert list(tmp_path.iterdir()) == []
