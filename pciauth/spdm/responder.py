@@ -94,21 +94,12 @@ class MeasurementSpec:
     raw: bool = False
 
     def block(self, meas_hash_bit: int) -> MeasurementBlock:
-        """The DMTF block for the negotiated measurement hash (computed once per hash)."""
-        key = (self.index, self.mtype, self.value, self.raw, meas_hash_bit)
-        cached = _BLOCKS.get(key)
-        if cached is None:
-            if self.raw or meas_hash_bit == C.MEAS_HASH_RAW or self.mtype == C.MeasurementType.DEVICE_MODE:
-                cached = make_block(self.index, self.mtype, self.value, raw=True)
-            else:
-                base = C.MEAS_HASH_TO_BASE_HASH[meas_hash_bit]
-                cached = make_block(self.index, self.mtype, A.hash_bytes(base, self.value), raw=False)
-            if len(_BLOCKS) < 1024:
-                _BLOCKS[key] = cached
-        return cached
+        """The DMTF block for the negotiated measurement hash."""
+        if self.raw or meas_hash_bit == C.MEAS_HASH_RAW or self.mtype == C.MeasurementType.DEVICE_MODE:
+            return make_block(self.index, self.mtype, self.value, raw=True)
+        base = C.MEAS_HASH_TO_BASE_HASH[meas_hash_bit]
+        return make_block(self.index, self.mtype, A.hash_bytes(base, self.value), raw=False)
 
-
-_BLOCKS: dict[tuple, MeasurementBlock] = {}
 
 
 DEFAULT_MEASUREMENTS = (
@@ -181,7 +172,7 @@ class Responder(HandlerMixin):
         self.sessions: dict[int, Any] = {}
         self.pending: dict[int, tuple[int, bytes]] = {}
         self._flags = self.config.flags
-        self._caps = _capability_values(self._flags)
+        self._caps = C.flag_names(self._flags)  # non-zero capability fields
         # None unless a row changes the chain
         self._chain_hook = self.adversary.chain_transform(self) if self.adversary.rows else None
         self._provisioned: tuple[int, dict[int, Slot]] | None = None
@@ -318,7 +309,7 @@ class Responder(HandlerMixin):
         return A.hash_bytes(self.hash_bit, self.slot_chain(slot))
 
     def cap(self, name: str) -> int:
-        return self._caps[name]
+        return self._caps.get(name, 0)
 
     def supported_asym(self) -> int:
         mask = 0
@@ -340,16 +331,3 @@ def _adversary(names: tuple[str, ...]) -> Any:
 
 
 _HONEST: Any = None
-
-
-def _capability_values(flags: int) -> dict[str, int]:
-    """``{capability name: value}`` of a Flags word (shared by responders with the same flags)."""
-    caps = _CAPS.get(flags)
-    if caps is None:
-        caps = {name: C.flag_value(flags, name) for name in C.RESPONDER_FLAGS}
-        if len(_CAPS) < 64:
-            _CAPS[flags] = caps
-    return caps
-
-
-_CAPS: dict[int, dict[str, int]] = {}

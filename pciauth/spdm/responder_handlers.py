@@ -6,6 +6,7 @@ the transcript and returns the response bytes; it raises :class:`RequestError` f
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,22 +72,15 @@ def _static(what: str, key: tuple, encode: Any) -> bytes:
 _STATIC: dict[tuple, bytes] = {}
 
 
-def _blocks(specs: tuple, meas_hash_bit: int) -> list:
-    """The measurement blocks of ``specs`` for a measurement hash, built once per (specs, hash)."""
-    key = (id(specs), meas_hash_bit)
-    cached = _BLOCK_LISTS.get(key)
-    if cached is None or cached[0] is not specs:  # the same tuple, not one that reused its id
-        cached = (specs, [m.block(meas_hash_bit) for m in specs])
-        if len(_BLOCK_LISTS) < 256:
-            _BLOCK_LISTS[key] = cached
-    return list(cached[1])
-
-
-_BLOCK_LISTS: dict[tuple[int, int], tuple[tuple, list]] = {}
-
-
 def _one_bit(mask: int) -> bool:
     return mask != 0 and mask & (mask - 1) == 0
+
+
+@functools.lru_cache(maxsize=256)
+def measurement_blocks(specs: tuple, meas_hash_bit: int) -> tuple:
+    """The blocks a device with ``specs`` (frozen ``MeasurementSpec``) reports for a measurement
+    hash: computed, digests included, once per configuration and hash."""
+    return tuple(m.block(meas_hash_bit) for m in specs)
 
 
 class HandlerMixin:
@@ -185,7 +179,7 @@ class HandlerMixin:
         key = (v, C.MEAS_SPEC_DMTF if meas else 0, other, self.meas_hash_bit, self.asym_bit, self.hash_bit)
         resp = _static("ALGORITHMS", (*key, selected), lambda: M.Algorithms(
             *key, structs=[M.AlgStruct(t, bit) for t, bit in selected]).encode())
-        self.blocks = _blocks(self.config.measurements, self.meas_hash_bit) if meas else []
+        self.blocks = list(measurement_blocks(self.config.measurements, self.meas_hash_bit)) if meas else []
         self.transcript.add_a(req.raw, resp)
         self.state = NEGOTIATED
         return resp
