@@ -13,6 +13,7 @@ the target restarts for the rest of its budget. Exit status: 0 no new finding, 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -58,17 +59,22 @@ def run_target(name: str, seconds: float, engine: str, log_dir: str) -> dict:
         cmd = ["nice", "-n", "10", sys.executable, os.path.join(HERE, "fuzz_one.py"), name,
                "--seconds", str(int(left)), "--engine", engine, "--summary", summary]
         start = time.monotonic()
-        with open(log_path, "a") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=left + 300)
+        try:
+            with open(log_path, "a") as log:
+                status = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=left + 300).returncode
+        except subprocess.TimeoutExpired:  # killed: a hang libFuzzer's -timeout did not catch
+            status = "killed after its budget + 300 s"
         row["seconds"] += time.monotonic() - start
         with open(log_path, errors="replace") as f:
             text = f.read()
         try:
             with open(summary) as f:
                 info = json.load(f)
-            os.unlink(summary)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # fuzz_one died before writing it
             info = {"new": []}
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(summary)
         row["findings"] += info["new"]
         part = text.split("=== run ===")[-1]
         stats = STATS.findall(part)
@@ -80,8 +86,9 @@ def run_target(name: str, seconds: float, engine: str, log_dir: str) -> dict:
         with open(log_path, "a") as log:
             log.write("\n=== run ===\n")
         if stop is None:
-            if proc.returncode not in (0,):
-                row["stops"].append({"kind": f"exit {proc.returncode}", "artifact": None})
+            if status != 0:
+                row["stops"].append({"kind": f"exit {status}" if isinstance(status, int) else status,
+                                     "artifact": None})
             break
         art = ARTIFACT.findall(part)
         row["stops"].append({"kind": stop, "artifact": art[-1] if art else None})
