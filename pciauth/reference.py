@@ -115,16 +115,28 @@ def save_reference(path: str, reference: dict) -> None:
                                     path=path) from None  # fmt: skip
 
 
-def load_reference(path: str) -> dict:
+def read_json_file(path: str, limit: int, what: str, missing: str) -> Any:
+    """The JSON document in the user's file ``path`` (a reference, a recording), never more than
+    ``limit`` bytes of it read: a pipe (``<(zcat rec.json.gz)``) has no size to check first.
+
+    ``what`` names the kind of file in errors; ``missing`` is the message when there is none.
+    """
     try:
-        if os.path.getsize(path) > MAX_REFERENCE_BYTES:
-            raise BadFileError(f"{path}: larger than {MAX_REFERENCE_BYTES} bytes", field="size", path=path)
         with open(path, "rb") as f:
-            doc = json.loads(f.read())
+            big = os.fstat(f.fileno()).st_size > limit  # a big regular file is refused unread
+            raw = b"" if big else f.read(limit + 1)
     except FileNotFoundError:
-        raise NotFoundError(f"no reference file at {path}", path=path) from None
+        raise NotFoundError(missing, path=path) from None
+    if big or len(raw) > limit:
+        raise BadFileError(f"{path}: larger than {limit} bytes", field="size", path=path)
+    try:
+        return json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also int-digit limits
-        raise BadFileError(f"{path}: not a pciauth reference (bad JSON: {e})", field="json", path=path)
+        raise BadFileError(f"{path}: not a pciauth {what} (bad JSON: {e})", field="json", path=path) from None
+
+
+def load_reference(path: str) -> dict:
+    doc = read_json_file(path, MAX_REFERENCE_BYTES, "reference", f"no reference file at {path}")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise BadFileError(f"{path}: not a pciauth reference (format/version)", field="format", path=path)
     check_reference(doc, path)

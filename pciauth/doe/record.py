@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pciauth.doe.mailbox import TYPE_CMA, TYPE_SECURED_CMA, VENDOR_PCISIG
-from pciauth.errors import DataMismatch, NotFoundError, PciauthError, TransportError
-from pciauth.reference import BadFileError
+from pciauth.errors import DataMismatch, PciauthError, TransportError
+from pciauth.reference import BadFileError, read_json_file
 
 FORMAT = "pciauth-doe-recording"
 VERSION = 1
@@ -131,16 +131,7 @@ class Recording:
 
     @classmethod
     def load(cls, path: str) -> Recording:
-        try:
-            size = os.path.getsize(path)
-            if size > MAX_RECORDING_BYTES:
-                raise BadFileError(f"{path}: {size} bytes, larger than {MAX_RECORDING_BYTES}", field="size")
-            with open(path, "rb") as f:
-                doc = json.loads(f.read())
-        except FileNotFoundError:
-            raise NotFoundError(f"no recording at {path}", path=path) from None
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also int-digit limits
-            raise BadFileError(f"{path}: not a pciauth recording (bad JSON: {e})", field="json", path=path)
+        doc = read_json_file(path, MAX_RECORDING_BYTES, "recording", f"no recording at {path}")
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise BadFileError(f"{path}: not a pciauth recording (format field)", field="format", path=path)
         if doc.get("version") != VERSION:

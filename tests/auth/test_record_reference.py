@@ -82,6 +82,46 @@ def test_missing_recording(tmp_path):
         Recording.load(str(tmp_path / "none.json"))
 
 
+def _through_a_pipe(tmp_path, data: bytes) -> str:
+    """A named pipe that yields ``data``, as ``<(zcat file.json.gz)`` does: no size to stat."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            try:
+                f.write(data)
+            except BrokenPipeError:  # the reader stopped at its limit
+                pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    return str(fifo)
+
+
+@pytest.mark.parametrize("kind", ["reference", "recording"])
+def test_user_files_are_read_up_to_their_limit_even_from_a_pipe(tmp_path, monkeypatch, kind):
+    import pciauth.doe.record
+    import pciauth.reference
+
+    doc = {"format": "pciauth-reference", "version": 1, "algorithms": {}, "slots": [], "padding": "x" * 4000}
+    if kind == "reference":
+        monkeypatch.setattr(pciauth.reference, "MAX_REFERENCE_BYTES", 1024)
+        load = pciauth.reference.load_reference
+    else:
+        doc = dict(doc, format="pciauth-doe-recording")
+        monkeypatch.setattr(pciauth.doe.record, "MAX_RECORDING_BYTES", 1024)
+        load = Recording.load
+    data = json.dumps(doc).encode()
+    for path in (_through_a_pipe(tmp_path, data), str(tmp_path / "big.json")):
+        (tmp_path / "big.json").write_bytes(data)
+        with pytest.raises(UsageError) as info:
+            load(path)
+        assert info.value.field == "size" and "larger than 1024 bytes" in str(info.value)
+
+
 def test_expect_flags_a_changed_measurement_by_index(capsys, tmp_path):
     ref = tmp_path / "ref.json"
     code, _ = run_json(capsys, "emu", "--save-reference", str(ref))
