@@ -20,7 +20,6 @@ import argparse
 import os
 import socket
 import statistics
-import struct
 import sys
 import threading
 import time
@@ -35,28 +34,36 @@ def echo_handler():
     return lambda message, secured=False: message
 
 
-def bare_echo_server() -> tuple[socket.socket, int]:
+def _recv_bare(conn: socket.socket, n: int) -> bytes | None:
+    """Exactly ``n`` bytes with plain recv calls; None when the peer closes first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def bare_echo_server() -> socket.socket:
+    """A listener whose one connection echoes every frame back (TCP_NODELAY, nothing else)."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve():
         conn, _ = listener.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with conn:
-            while True:
-                head = b""
-                while len(head) < 12:
-                    chunk = conn.recv(12 - len(head))
-                    if not chunk:
-                        return
-                    head += chunk
-                size = struct.unpack(">III", head)[2]
-                body = b""
-                while len(body) < size:
-                    body += conn.recv(size - len(body))
+            while (head := _recv_bare(conn, S.FRAME_HEADER.size)) is not None:
+                size = S.FRAME_HEADER.unpack(head)[2]
+                if size > S.DEFAULT_MAX_PAYLOAD:  # the same limit pciauth's server applies
+                    return
+                body = _recv_bare(conn, size)
+                if body is None:
+                    return
                 conn.sendall(head + body)
 
     threading.Thread(target=serve, daemon=True).start()
-    return listener, listener.getsockname()[1]
+    return listener
 
 
 def timed(fn, rounds: int) -> float:
@@ -71,22 +78,24 @@ def timed(fn, rounds: int) -> float:
     return statistics.median(samples)
 
 
-def bare_rtt(size: int, rounds: int) -> float:
-    listener, port = bare_echo_server()
-    s = socket.create_connection(("127.0.0.1", port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    payload = S.encode_doe_object(1, 1, b"\x12" * size)
-    frame = struct.pack(">III", 1, 2, len(payload)) + payload
+def client_rtt(port: int, send, rounds: int, *, nodelay: bool) -> float:
+    """Median time of ``send(sock)`` plus reading one frame back, on a fresh connection to ``port``."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        if nodelay:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def once():
-        s.sendall(frame)
-        S.recv_frame(s)
+        def once():
+            send(s)
+            S.recv_frame(s)
 
-    try:
         return timed(once, rounds)
-    finally:
-        s.close()
-        listener.close()
+
+
+def bare_rtt(size: int, rounds: int) -> float:
+    payload = S.encode_doe_object(1, 1, b"\x12" * size)
+    frame = S.FRAME_HEADER.pack(1, 2, len(payload)) + payload
+    with bare_echo_server() as listener:
+        return client_rtt(listener.getsockname()[1], lambda s: s.sendall(frame), rounds, nodelay=True)
 
 
 def pciauth_rtt(size: int, rounds: int) -> float:
@@ -97,19 +106,15 @@ def pciauth_rtt(size: int, rounds: int) -> float:
 
 def naive_rtt(size: int, rounds: int) -> float:
     """Header and payload in two writes, Nagle on (pciauth's server still ACKs at once)."""
+    payload = S.encode_doe_object(1, 1, b"\x12" * size)
+    header = S.FRAME_HEADER.pack(1, 2, len(payload))
+
+    def send(s: socket.socket) -> None:
+        s.sendall(header)
+        s.sendall(payload)
+
     with ResponderServer(echo_handler, "127.0.0.1", 0) as srv:
-        s = socket.create_connection(("127.0.0.1", srv.port))
-        payload = S.encode_doe_object(1, 1, b"\x12" * size)
-
-        def once():
-            s.sendall(struct.pack(">III", 1, 2, len(payload)))
-            s.sendall(payload)
-            S.recv_frame(s)
-
-        try:
-            return timed(once, rounds)
-        finally:
-            s.close()
+        return client_rtt(srv.port, send, rounds, nodelay=False)
 
 
 def naive_rtt_without_quickack(size: int, rounds: int) -> float:
