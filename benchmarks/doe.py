@@ -28,6 +28,13 @@ CONSTANT = 8  # status checks, GO, the ready check before the last pop, the fina
 KERNEL_POLL = Backoff(spin=0.0, first_sleep=1 / 128, max_sleep=1 / 128)  # drivers/pci/doe.c
 
 
+def access_target(request_len: int, response_len: int) -> tuple[int, int, int]:
+    """(dwords written, dwords read, config-access budget) of one exchange, 2 DOE header dwords
+    each way included: one write per dword sent, a read and a pop (write) per dword received."""
+    written, read = 2 + (request_len + 3) // 4, 2 + response_len // 4
+    return written, read, written + 2 * read + CONSTANT
+
+
 def echo(payload: bytes, secured: bool) -> bytes:
     return payload
 
@@ -63,9 +70,7 @@ def access_table(iterations: int) -> bool:
         dev.config.stats.reset()
         response = mb.exchange_object(1, 1, payload)
         accesses = dev.config.stats.total
-        written = 2 + (size + 3) // 4
-        read = 2 + len(response) // 4
-        target = written + 2 * read + CONSTANT
+        written, read, target = access_target(size, len(response))
         ok = accesses <= target
         ok_all &= ok
         ours = time_exchanges(mb, payload, iterations)
@@ -106,8 +111,8 @@ class CountingTransport:
         stats = self.device.config.stats
         stats.reset()
         response = self.inner.exchange(message, secured=secured)
-        written, read = 2 + (len(message) + 3) // 4, 2 + len(response) // 4
-        self.rows.append((written, read, stats.total, written + 2 * read + CONSTANT))
+        written, read, target = access_target(len(message), len(response))
+        self.rows.append((written, read, stats.total, target))
         return response
 
     def close(self) -> None:
