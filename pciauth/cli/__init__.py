@@ -136,11 +136,9 @@ def _replay_crashed_bindings() -> None:
 
     Cheap when nothing was ever journaled: one listdir of the run directory.
     """
-    run_dir = os.environ.get("PCIAUTH_RUN_DIR") or "/run/pciauth"
-    try:
-        if not any(n.startswith("bind-") and n.endswith(".json") for n in os.listdir(run_dir)):
-            return
-    except OSError:
+    from pciauth.vfio.journal import Journal
+
+    if not Journal().names():
         return
     try:
         from pciauth.vfio.bind import replay_stale

@@ -223,16 +223,18 @@ class Journal:
         except FileNotFoundError:
             pass
 
-    def entries(self) -> list[tuple[str, JournalEntry | Exception]]:
-        """Every entry (path, entry), or (path, error) for an unreadable one; sorted by path."""
+    def names(self) -> list[str]:
+        """The entry file names, sorted; one listdir, no file read (cheap enough for start-up)."""
         try:
-            names = sorted(os.listdir(self.directory))
+            names = os.listdir(self.directory)
         except OSError:
             return []
+        return sorted(n for n in names if n.startswith(PREFIX) and n.endswith(SUFFIX))
+
+    def entries(self) -> list[tuple[str, JournalEntry | Exception]]:
+        """Every entry (path, entry), or (path, error) for an unreadable one; sorted by path."""
         out: list[tuple[str, JournalEntry | Exception]] = []
-        for name in names:
-            if not (name.startswith(PREFIX) and name.endswith(SUFFIX)):
-                continue
+        for name in self.names():
             path = os.path.join(self.directory, name)
             try:
                 entry = self._load(path)
