@@ -14,6 +14,7 @@ over the fresh M1/M2 transcript; and nothing else the requester asked for failed
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -100,41 +101,41 @@ class RequesterConfig:
 #: MeasurementHashAlgo bits pciauth understands: raw bit streams and every base hash it has
 _KNOWN_MEAS_HASH = C.MEAS_HASH_RAW | sum(C.BASE_HASH_TO_MEAS_HASH[b] for b in A.HASH_ALGOS)
 
-#: Requests fully determined by the configuration (GET_CAPABILITIES, NEGOTIATE_ALGORITHMS and
-#: its AlgStructs), encoded once per distinct configuration.
-_REQUESTS: dict[tuple, Any] = {}
+# Requests fully determined by the configuration are encoded once per distinct configuration.
+@functools.lru_cache(maxsize=256)
+def _get_capabilities(version: int, ct_exponent: int, flags: int, transfer_size: int, max_size: int) -> bytes:
+    return M.GetCapabilities(version, ct_exponent, flags, transfer_size, max_size).encode()
 
 
-def _remember(key: tuple, value: Any) -> Any:
-    if len(_REQUESTS) < 256:
-        _REQUESTS[key] = value
-    return value
+@functools.lru_cache(maxsize=256)
+def _negotiate_algorithms(version: int, dhe: int, aead: int, base_asym: int,
+                          base_hash: int) -> tuple[bytes, frozenset[int], int]:
+    """NEGOTIATE_ALGORITHMS, the AlgTypes it offers and its OtherParamsSupport."""
+    structs = []
+    if version >= C.V11:
+        structs = [M.AlgStruct(C.AlgType.DHE, dhe), M.AlgStruct(C.AlgType.AEAD, aead),
+                   M.AlgStruct(C.AlgType.REQ_BASE_ASYM, base_asym),
+                   M.AlgStruct(C.AlgType.KEY_SCHEDULE, C.KEY_SCHEDULE_SPDM)]
+    other = C.OPAQUE_FMT_1 if version >= C.V12 else 0
+    req = M.NegotiateAlgorithms(version, C.MEAS_SPEC_DMTF, other, base_asym, base_hash, structs=structs).encode()
+    return req, frozenset(s.alg_type for s in structs), other
 
 
-def _algorithm_names(req: Any, measurement_spec: bool, key_schedule: bool) -> dict[str, Any]:
-    """The report's ``algorithms``: names of what was negotiated (built once per selection)."""
-    key = (req.hash_bit, req.asym_bit, req.meas_hash_bit, measurement_spec, req.dhe_bit, req.aead_bit,
-           key_schedule, req.other_params)
-    names = _NAMES.get(key)
-    if names is None:
-        meas = req.meas_hash_bit
-        names = {
-            "base_hash": A.describe_hash(req.hash_bit),
-            "base_asym": A.describe_asym(req.asym_bit),
-            "measurement_hash": ("raw" if meas == C.MEAS_HASH_RAW else
-                                 A.describe_hash(C.MEAS_HASH_TO_BASE_HASH.get(meas, 0)) if meas else None),
-            "measurement_spec": "dmtf" if measurement_spec else None,
-            "dhe": A.describe_dhe(req.dhe_bit) if req.dhe_bit else None,
-            "aead": A.describe_aead(req.aead_bit) if req.aead_bit else None,
-            "key_schedule": "spdm" if key_schedule else None,
-            "opaque_data_format": {0: None, 1: "fmt0", 2: "fmt1"}.get(req.other_params),
-        }
-        if len(_NAMES) < 256:
-            _NAMES[key] = names
-    return dict(names)  # the report's own copy
-
-
-_NAMES: dict[tuple, dict[str, Any]] = {}
+@functools.lru_cache(maxsize=256)
+def _algorithm_names(hash_bit: int, asym_bit: int, meas_hash_bit: int, measurement_spec: bool, dhe_bit: int,
+                     aead_bit: int, key_schedule: bool, other_params: int) -> tuple[tuple[str, Any], ...]:
+    """The report's ``algorithms``: names of what was negotiated."""
+    return (
+        ("base_hash", A.describe_hash(hash_bit)),
+        ("base_asym", A.describe_asym(asym_bit)),
+        ("measurement_hash", "raw" if meas_hash_bit == C.MEAS_HASH_RAW else
+         A.describe_hash(C.MEAS_HASH_TO_BASE_HASH.get(meas_hash_bit, 0)) if meas_hash_bit else None),
+        ("measurement_spec", "dmtf" if measurement_spec else None),
+        ("dhe", A.describe_dhe(dhe_bit) if dhe_bit else None),
+        ("aead", A.describe_aead(aead_bit) if aead_bit else None),
+        ("key_schedule", "spdm" if key_schedule else None),
+        ("opaque_data_format", {0: None, 1: "fmt0", 2: "fmt1"}.get(other_params)),
+    )
 
 
 def _pick(value: int, offered: int, what: str, required: bool) -> int:
@@ -346,11 +347,7 @@ class Requester:
         self.t.add_a(req, ver.raw)
 
         self.step = "capabilities"
-        key = ("GET_CAPABILITIES", v, cfg.ct_exponent, type(cfg), bool(cfg.session), cfg.data_transfer_size, cfg.max_spdm_msg_size)
-        req = _REQUESTS.get(key)
-        if req is None:
-            req = _remember(key, M.GetCapabilities(v, cfg.ct_exponent, cfg.flags, cfg.data_transfer_size,
-                                                   cfg.max_spdm_msg_size).encode())
+        req = _get_capabilities(v, cfg.ct_exponent, cfg.flags, cfg.data_transfer_size, cfg.max_spdm_msg_size)
         caps = M.Capabilities.parse(self.exchange(req, C.Code.CAPABILITIES))
         if caps.ct_exponent > C.CT_EXPONENT_MAX:
             raise SpdmError(f"CAPABILITIES: CTExponent {caps.ct_exponent} is over {C.CT_EXPONENT_MAX}")
@@ -379,26 +376,16 @@ class Requester:
 
     def _negotiate(self, report: AuthReport) -> None:
         cfg, v = self.config, self.version
-        key = ("NEGOTIATE_ALGORITHMS", v, cfg.dhe, cfg.aead, cfg.base_asym, cfg.base_hash)
-        cached = _REQUESTS.get(key)
-        if cached is None:
-            structs = []
-            if v >= C.V11:
-                structs = [M.AlgStruct(C.AlgType.DHE, cfg.dhe), M.AlgStruct(C.AlgType.AEAD, cfg.aead),
-                           M.AlgStruct(C.AlgType.REQ_BASE_ASYM, cfg.base_asym),
-                           M.AlgStruct(C.AlgType.KEY_SCHEDULE, C.KEY_SCHEDULE_SPDM)]
-            other = C.OPAQUE_FMT_1 if v >= C.V12 else 0
-            req = M.NegotiateAlgorithms(v, C.MEAS_SPEC_DMTF, other, cfg.base_asym, cfg.base_hash,
-                                        structs=structs).encode()
-            cached = _remember(key, (req, frozenset(s.alg_type for s in structs), other))
-        req, offered, other = cached
+        req, offered, other = _negotiate_algorithms(v, cfg.dhe, cfg.aead, cfg.base_asym, cfg.base_hash)
         alg = M.Algorithms.parse(self.exchange(req, C.Code.ALGORITHMS))
         self._check_algorithms(alg, offered, other)
         self.t.add_a(req, alg.raw)
         # sizes the negotiation fixed, read by every later parse
         self.hash_len = A.hash_size(self.hash_bit) if self.hash_bit else 0
         self.sig_len = A.signature_size(self.asym_bit) if self.asym_bit else 0
-        names = _algorithm_names(self, bool(alg.measurement_spec), bool(alg.struct(C.AlgType.KEY_SCHEDULE)))
+        names = dict(_algorithm_names(self.hash_bit, self.asym_bit, self.meas_hash_bit, bool(alg.measurement_spec),
+                                      self.dhe_bit, self.aead_bit, bool(alg.struct(C.AlgType.KEY_SCHEDULE)),
+                                      self.other_params))
         report.algorithms = names
         report.check("algorithms", True, f"{names['base_asym']} / {names['base_hash']}")
 
