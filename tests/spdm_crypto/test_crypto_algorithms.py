@@ -364,28 +364,21 @@ def test_aead_round_trip_and_tag_failure(suite):
         alg.aead_encrypt(suite, key, iv + b"\0", b"", b"")
 
 
-def test_aes_gcm_known_answers():
-    # McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 1 and 2 (zero key and IV).
-    key, iv = bytes(16), bytes(12)
-    assert (
-        alg.aead_encrypt(alg.AEAD_AES_128_GCM, key, iv, b"", b"").hex() == "58e2fccefa7e3061367f1d57a4e7455a"
-    )
-    assert (
-        alg.aead_encrypt(alg.AEAD_AES_128_GCM, key, iv, b"", bytes(16)).hex()
-        == "0388dace60b6a392f328c2b971b2fe78" + "ab6e47d42cec13bdf53a67b21257bddf"
-    )
+# McGrew & Viega, "The Galois/Counter Mode of Operation", zero key and IV: test cases 1 and 2
+# (128-bit key), 13 and 14 (256-bit key). (suite, key size, tag of nothing, ciphertext + tag of 16 zeros)
+GCM_KNOWN_ANSWERS = [
+    (alg.AEAD_AES_128_GCM, 16, "58e2fccefa7e3061367f1d57a4e7455a",
+     "0388dace60b6a392f328c2b971b2fe78" + "ab6e47d42cec13bdf53a67b21257bddf"),
+    (alg.AEAD_AES_256_GCM, 32, "530f8afbc74536b9a963b4f1c4cb738b",
+     "cea7403d4d606b6e074ec5d3baf39d18" + "d0d1c8a799996bf0265b98b5d48ab919"),
+]  # fmt: skip
 
 
-def test_aes_256_gcm_known_answers():
-    # McGrew & Viega, test cases 13 and 14 (256-bit zero key, zero IV).
-    key, iv = bytes(32), bytes(12)
-    assert (
-        alg.aead_encrypt(alg.AEAD_AES_256_GCM, key, iv, b"", b"").hex() == "530f8afbc74536b9a963b4f1c4cb738b"
-    )
-    assert (
-        alg.aead_encrypt(alg.AEAD_AES_256_GCM, key, iv, b"", bytes(16)).hex()
-        == "cea7403d4d606b6e074ec5d3baf39d18" + "d0d1c8a799996bf0265b98b5d48ab919"
-    )
+@pytest.mark.parametrize("suite, key_size, empty, zeros", GCM_KNOWN_ANSWERS, ids=["aes-128", "aes-256"])
+def test_aes_gcm_known_answers(suite, key_size, empty, zeros):
+    key, iv = bytes(key_size), bytes(12)
+    assert alg.aead_encrypt(suite, key, iv, b"", b"").hex() == empty
+    assert alg.aead_encrypt(suite, key, iv, b"", bytes(16)).hex() == zeros
 
 
 def test_aes_256_gcm_matches_low_level_cipher():
