@@ -25,6 +25,7 @@ from typing import Any
 
 from pciauth.spdm import algorithms as A
 from pciauth.spdm import constants as C
+from pciauth.spdm.adversary import Adversary
 from pciauth.spdm.measurements import MeasurementBlock, make_block
 from pciauth.spdm.messages import ErrorResponse, parse_header
 from pciauth.spdm.responder_handlers import (
@@ -318,16 +319,9 @@ class Responder(HandlerMixin):
         return mask & self.config.base_asym
 
 
-def _adversary(names: tuple[str, ...]) -> Any:
+def _adversary(names: tuple[str, ...]) -> Adversary:
     """The misbehaviours of a responder; one shared, stateless instance for the usual none."""
-    global _HONEST
-    from pciauth.spdm.adversary import Adversary
-
-    if names:
-        return Adversary(names)
-    if _HONEST is None:
-        _HONEST = Adversary(())
-    return _HONEST
+    return Adversary(names) if names else _HONEST
 
 
-_HONEST: Any = None
+_HONEST = Adversary(())
