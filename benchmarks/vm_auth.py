@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,10 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts" / "vm"))
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-
-NVME_PKI_IDS = ["--vendor", "1b36", "--device", "0010", "--class", "010802", "--revision", "02",
-                "--ssvid", "1af4", "--ssid", "1100"]
-
 
 def socket_runs(port: int, pki: Path, n: int) -> list[dict]:
     from vm_auth_guest import authenticate
@@ -53,7 +48,6 @@ def socket_runs(port: int, pki: Path, n: int) -> list[dict]:
 def row(name: str, runs: list[dict]) -> str:
     secs = [r["seconds"] for r in runs]
     ex = runs[0]["exchanges"]
-    per = ""
     if "reads" in runs[0]:
         per = f"{runs[0]['reads'] / ex:10.1f} {runs[0]['writes'] / ex:10.1f}"
     else:
@@ -67,15 +61,13 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=600)
     args = p.parse_args()
     import run as vmrun
-    from responder import host_responder
+    from responder import host_responder, init_nvme_pki
 
     if vmrun.kernel_image() is None or not vmrun.qemu_available():
         print("vm_auth: needs QEMU and the guest kernel (scripts/vm/ci.sh builds them)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="pciauth-bench-") as tmp:
-        pki = Path(tmp) / "pki"
-        subprocess.run([sys.executable, "-m", "pciauth", "pki", "init", str(pki), *NVME_PKI_IDS],
-                       check=True, cwd=REPO, capture_output=True)
+        pki = init_nvme_pki(Path(tmp) / "pki")
         with host_responder(pki) as port:
             direct = socket_runs(port, pki, args.n)
             guest_cmd = f'"$PY" $PCIAUTH_PYFLAGS {REPO}/benchmarks/vm_auth_guest.py --pki /run/job/pki -n {args.n}'

@@ -20,6 +20,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
+#: NVMe ids in QEMU 10 (Red Hat 1b36:0010, subsystem 1af4:1100): the leaf's CMA name.
+NVME_PKI_IDS = ["--vendor", "1b36", "--device", "0010", "--class", "010802", "--revision", "02",
+                "--ssvid", "1af4", "--ssid", "1100"]
+
 
 class ResponderError(Exception):
     """The host responder did not start."""
@@ -29,6 +33,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def init_nvme_pki(path: Path) -> Path:
+    """``pciauth pki init PATH`` with a leaf certificate that names QEMU's NVMe."""
+    subprocess.run([sys.executable, "-m", "pciauth", "pki", "init", str(path), *NVME_PKI_IDS],
+                   check=True, cwd=REPO, capture_output=True, timeout=300)
+    return path
 
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE / "guest"))
 
 import harness  # noqa: E402
@@ -39,10 +37,6 @@ VARIANTS: dict[str, tuple[str, list[str], bool, float]] = {
     "none": ("none", ["edu"], False, 300.0),
 }
 
-#: NVMe ids in QEMU 10 (Red Hat 1b36:0010, subsystem 1af4:1100): the leaf's CMA name.
-NVME_PKI_IDS = ["--vendor", "1b36", "--device", "0010", "--class", "010802", "--revision", "02",
-                "--ssvid", "1af4", "--ssid", "1100"]
-
 #: The second NVMe's responder corrupts the CHALLENGE_AUTH signature (`pciauth responder --adversary`).
 ADVERSARY = ["--adversary", "bad-signature"]
 
@@ -56,11 +50,10 @@ def _make_pki(tmp: Path) -> Path | None:
     """A PKI whose leaf names QEMU's NVMe, or None when ``pciauth pki`` is missing."""
     if not harness.command_exists("pki") or not harness.command_exists("responder"):
         return None
-    pki = tmp / "pki"
-    for path in (pki, tmp / "foreign-pki"):
-        subprocess.run([sys.executable, "-m", "pciauth", "pki", "init", str(path), *NVME_PKI_IDS],
-                       check=True, cwd=REPO, capture_output=True, timeout=300)
-    return pki
+    from responder import init_nvme_pki
+
+    init_nvme_pki(tmp / "foreign-pki")
+    return init_nvme_pki(tmp / "pki")
 
 
 def _boot(vm, variant: str, tmp: Path) -> dict:
