@@ -25,17 +25,18 @@ PKI = Path("/run/job/pki")
 FOREIGN = Path("/run/job/foreign-pki")  # another PKI: its roots signed nothing the NVMe has
 
 
-def _anchors() -> list[str]:
-    """``--trust-anchor`` arguments for every root of the host PKI (one per algorithm: the
-    responder may negotiate any of them)."""
+def _roots() -> list[str]:
+    """Every root of the host PKI (one per algorithm: the responder may negotiate any of them)."""
     if not PKI.is_dir():
         raise Skip("no host PKI/responder for the NVMe (host lacks `pciauth pki` or `pciauth responder`)")
     roots = sorted(PKI.glob("*/root.pem"))
     expect(roots, f"no root.pem under {PKI}")
-    args: list[str] = []
-    for root in roots:
-        args += ["--trust-anchor", str(root)]
-    return args
+    return [str(root) for root in roots]
+
+
+def _anchor_args(roots: list) -> list[str]:
+    """``--trust-anchor ROOT`` for each root."""
+    return [arg for root in roots for arg in ("--trust-anchor", str(root))]
 
 
 def _authenticated(report: dict) -> bool:
@@ -48,7 +49,7 @@ def _authenticated(report: dict) -> bool:
 @check("nvme_auth_sysfs_doe", variants=("intel-iommu",), needs=("auth",))
 def nvme_auth_sysfs() -> dict:
     """Authenticate through the DOE mailbox in sysfs config space while nvme keeps the device."""
-    anchors = _anchors()
+    anchors = _anchor_args(_roots())
     bdf = nvme_bdf()
     before = driver_of(bdf)
     res = pciauth("auth", bdf, *anchors, "--json")
@@ -61,8 +62,7 @@ def nvme_auth_sysfs() -> dict:
     other = sorted(FOREIGN.glob("*/root.pem"))
     wrong = None
     if other:
-        foreign = [a for root in other for a in ("--trust-anchor", str(root))]
-        bad = pciauth("auth", bdf, *foreign, "--json")
+        bad = pciauth("auth", bdf, *_anchor_args(other), "--json")
         wrong = bad.status
         expect(bad.status == 6 and not _authenticated(bad.json()),
                f"auth with a foreign trust anchor should exit 6: {bad.brief()}")
@@ -81,7 +81,7 @@ def nvme_run() -> dict:
         raise Skip("missing module pciauth.dma.drivers.nvme (no NVMe Identify DMA driver)")
     if not module_exists("pciauth.vfio.bind"):
         raise Skip("missing module pciauth.vfio.bind (pciauth cannot bind to vfio-pci)")
-    anchors = _anchors()
+    anchors = _anchor_args(_roots())
     bdf = nvme_bdf()
     before = driver_of(bdf)
     expect(before == "nvme", f"NVMe starts with driver {before!r}, not nvme")
@@ -123,7 +123,7 @@ def nvme_identify_serial() -> dict:
 def nvme_auth_adversary() -> dict:
     """The second NVMe's DOE goes to a responder that corrupts its CHALLENGE_AUTH signature:
     pciauth must refuse it (exit 6) even though the certificate chain is trusted."""
-    anchors = _anchors()
+    anchors = _anchor_args(_roots())
     try:
         bdf = nvme_bdf(NVME_SERIAL2)
     except AssertionError:
@@ -147,7 +147,7 @@ def nvme_auth_vfio_config() -> dict:
     import pciauth.api
     from pciauth.vfio.device import VfioConfigSpace
 
-    roots = [a for a in _anchors() if a != "--trust-anchor"]
+    roots = _roots()
     bdf = nvme_bdf()
     with pciauth.api.open(bdf, iommu="iommufd") as dev:
         expect(driver_of(bdf) == "vfio-pci", f"open() did not bind: driver {driver_of(bdf)!r}")
