@@ -353,7 +353,9 @@ def seeds_dma_drivers() -> list[bytes]:
     from pciauth.dma.drivers.edu import LIVENESS_PROBE
     from pciauth.emu import dma_engine as reg
 
-    sys.path.insert(0, os.path.join(_paths.ROOT, "tests", "dma"))
+    models = os.path.join(_paths.ROOT, "tests", "dma")
+    if models not in sys.path:  # seeds are built once per test or fuzz process, sometimes more
+        sys.path.insert(0, models)
     from dma_models import identify_data
 
     u32 = functools.partial(struct.pack, "<I")
