@@ -51,12 +51,19 @@ def restore_after_kill() -> dict:
     proc = subprocess.Popen([*python(), "-m", "pciauth", "bind", bdf, "--hold"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
-    while driver_of(bdf) != "vfio-pci":
-        if proc.poll() is not None:
-            raise AssertionError(f"pciauth bind --hold exited {proc.returncode} before binding: "
-                                 f"{proc.stderr.read().decode()[-600:]}")
-        expect(time.monotonic() < deadline, "pciauth bind --hold did not bind edu within 120 s")
-        time.sleep(0.2)
+    try:
+        while driver_of(bdf) != "vfio-pci":
+            if proc.poll() is not None:
+                raise AssertionError(f"pciauth bind --hold exited {proc.returncode} before binding: "
+                                     f"{proc.stderr.read().decode()[-600:]}")
+            expect(time.monotonic() < deadline, "pciauth bind --hold did not bind edu within 120 s")
+            time.sleep(0.2)
+    except BaseException:  # the holder must not keep edu for the checks that follow
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        pciauth("restore", "--json")
+        raise
     time.sleep(1.0)  # let it settle into holding
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
