@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 import _paths  # noqa: F401
-from common import FuzzFinding, Stream, pack_chunks
+from common import FuzzFinding, Stream
 from world import requester_config, world
 
 from pciauth.errors import PciauthError
@@ -285,4 +285,3 @@ TARGETS = {
     "trust_anchors": (fuzz_trust_anchors, seeds_trust_anchors),
 }
 
-__all__ = ["TARGETS", "pack_chunks"]
