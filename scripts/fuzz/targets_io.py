@@ -284,4 +284,3 @@ TARGETS = {
     "journal": (fuzz_journal, seeds_journal),
     "trust_anchors": (fuzz_trust_anchors, seeds_trust_anchors),
 }
-
