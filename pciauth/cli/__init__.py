@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report_error(exc: BaseException, args: argparse.Namespace | None, argv: list[str]) -> int:
+    from pciauth.cli.output import error_object
+
     code = exit_code_for(exc)
     verbose = getattr(args, "verbose", 0) if args else sum(a in ("-v", "--verbose") for a in argv)
     if isinstance(exc, PciauthError):
@@ -111,12 +113,10 @@ def _report_error(exc: BaseException, args: argparse.Namespace | None, argv: lis
         detail = exc.to_dict()
     elif isinstance(exc, OSError):
         line = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
-        detail = {"type": type(exc).__name__, "message": line, "exit_code": int(code), "errno": exc.errno,
-                  "device": None, "path": exc.filename, "hint": None}
+        detail = error_object(type(exc).__name__, line, code, errno=exc.errno, path=exc.filename)
     else:
         line = f"internal error: {type(exc).__name__}: {exc} (please report this; -v for a traceback)"
-        detail = {"type": type(exc).__name__, "message": str(exc), "exit_code": int(code), "errno": None,
-                  "device": None, "path": None, "hint": None}
+        detail = error_object(type(exc).__name__, str(exc), code)
     if getattr(args, "json", False) if args is not None else "--json" in argv:
         print(json.dumps({"ok": False, "error": detail}, indent=2))
     print(f"pciauth: error: {line}", file=sys.stderr)

@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
 def failure(result, code: int, device: str) -> dict:
     """The README's error object for a failed check (the same keys as every other failure)."""
+    from pciauth.cli.output import error_object
+
     err = dict(result.error or {})
     if err:
         message = err.get("message") or err.get("type") or "DMA failed"
@@ -138,6 +140,5 @@ def failure(result, code: int, device: str) -> dict:
         message = f"data mismatch: {v.mismatches} byte(s) differ, first at offset 0x{v.first_mismatch:x}"
     else:
         message = "check failed: " + ", ".join(k for k, ok in result.checks.items() if not ok)
-    return {"type": err.get("type") or "DataMismatch", "message": message, "exit_code": code,
-            "errno": err.get("errno"), "device": err.get("device") or device, "path": err.get("path"),
-            "hint": err.get("hint")}
+    return error_object(err.get("type") or "DataMismatch", message, code, errno=err.get("errno"),
+                        device=err.get("device") or device, path=err.get("path"), hint=err.get("hint"))

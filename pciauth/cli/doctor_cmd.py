@@ -13,7 +13,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pciauth.cli.output import print_json
-    from pciauth.errors import ExitCode
+    from pciauth.errors import ExitCode, HostNotReady
     from pciauth.vfio.doctor import diagnose, format_report
 
     report = diagnose()
@@ -23,11 +23,8 @@ def run(args: argparse.Namespace) -> int:
     report["error"] = None
     if failing:
         names = ", ".join(f["check"] for f in failing)
-        report["error"] = {
-            "type": "HostNotReady", "message": f"host not ready: {names}", "exit_code": int(ExitCode.HOST),
-            "errno": None, "device": None, "path": None,
-            "hint": "fix the FAIL" + (" and WARN" if args.strict and "warn" in statuses else "") + " lines",
-        }
+        hint = "fix the FAIL" + (" and WARN" if args.strict and "warn" in statuses else "") + " lines"
+        report["error"] = HostNotReady(f"host not ready: {names}", hint=hint).to_dict()
     if args.json:
         print_json(report)
     else:

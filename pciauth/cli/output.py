@@ -6,6 +6,16 @@ import json
 import sys
 
 
+def error_object(type_: str, message: str, exit_code: int, **fields: object) -> dict:
+    """The ``error`` object of ``--json`` output for a failure that is not a raised pciauth
+    error: the keys of :meth:`pciauth.errors.PciauthError.to_dict`, null when unknown, and
+    ``fields`` (``errno``, ``device``, ``path``, ``hint``, or more such as ``step``)."""
+    out: dict = {"type": type_, "message": message, "exit_code": int(exit_code), "errno": None,
+                 "device": None, "path": None, "hint": None}
+    out.update(fields)
+    return out
+
+
 def print_json(obj: dict) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str)
     sys.stdout.write("\n")

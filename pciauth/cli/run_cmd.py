@@ -256,12 +256,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _error_of(step: dict, code: int) -> dict:
     """The README's error object for the first failing step (its own error fields when it has them)."""
+    from pciauth.cli.output import error_object
+
     err = dict(step.get("error") or {})
-    out = {"type": err.get("type") or "StepFailed", "message": f"{step['name']}: {step['detail']}",
-           "exit_code": int(err.get("exit_code") or code), "errno": err.get("errno"),
-           "device": err.get("device"), "path": err.get("path"), "hint": err.get("hint"),
-           "step": step["name"]}
-    return out
+    return error_object(err.get("type") or "StepFailed", f"{step['name']}: {step['detail']}",
+                        err.get("exit_code") or code, errno=err.get("errno"), device=err.get("device"),
+                        path=err.get("path"), hint=err.get("hint"), step=step["name"])
 
 
 def _close(dev):
