@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
     if is_emulated_spec(args.device):
         raise UsageError("'emu' is pciauth's emulated device: it needs no binding")
-    _report_replayed(vbind.replay_stale())
-    device = find_device(args.device)
+    device = find_device(args.device)  # a crashed session's bindings were replayed at start-up (cli.main)
 
     if not (args.hold or command):
         b = vbind.bind(device, force=args.force, timeout=args.timeout, mode="persistent")
@@ -103,11 +102,3 @@ def _wait_forever() -> None:
     while True:
         signal.pause()
 
-
-def _report_replayed(results: list[dict]) -> None:
-    import sys
-
-    for r in results:
-        print(
-            f"pciauth: restored {r['device']} left bound by a crashed pciauth: {r['action']}", file=sys.stderr
-        )

@@ -25,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
     if is_emulated_spec(args.device):
         raise UsageError("'emu' is pciauth's emulated device: it is never bound, so there is nothing to unbind")
-    vbind.replay_stale()
-    device = find_device(args.device)
+    device = find_device(args.device)  # a crashed session's bindings were replayed at start-up (cli.main)
     journal = Journal()
     entry = journal.read(device.name)
     if entry is not None:

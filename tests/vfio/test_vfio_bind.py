@@ -399,3 +399,31 @@ def test_signal_during_restore_after_failed_bind_waits_for_the_restore(env, core
     assert env.driver(BDF) == "nvme" and env.override(BDF) is None
     assert Journal().read(BDF) is None
     assert seen == ["nvme"]  # delivered once, after the driver was back
+
+
+@pytest.mark.parametrize("command", ["bind", "unbind"])
+def test_a_command_replays_the_journal_once(env, core, monkeypatch, capsys, command) -> None:
+    """cli.main replays a crashed session's bindings at start-up; the command does not again."""
+    from pciauth.cli import main
+
+    b = vbind.bind(dev(), timeout=20)
+    path = Journal().path_for(BDF)
+    with open(path) as f:
+        data = json.load(f)
+    data["pid"] = 2**22 + 12345  # its owner died
+    write(path, json.dumps(data))
+    calls = []
+    real = vbind.replay_stale
+
+    def counting_replay(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(vbind, "replay_stale", counting_replay)
+    assert main([command, BDF, "--timeout", "20"]) == 0
+    assert len(calls) == 1
+    err = capsys.readouterr().err
+    assert err.count(f"restored {BDF} left bound by a crashed pciauth") == 1, err
+    assert env.driver(BDF) == ("vfio-pci" if command == "bind" else "nvme") and not b.restored
+    if command == "bind":
+        assert main(["unbind", BDF]) == 0 and env.driver(BDF) == "nvme"
