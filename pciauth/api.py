@@ -19,13 +19,11 @@ the ``with``) unmaps everything and restores the original driver. The emulated d
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any
 
 from pciauth.dma.iova import Threshold
 from pciauth.errors import DmaError, HostNotReady, NotFoundError, PciauthError
-
-_EMU_RE = re.compile(r"^emu(?::(\d+))?(?:,.*)?$")
+from pciauth.target import EMU_SPEC as _EMU_RE
 
 
 def emu_index(spec: str) -> int | None:

@@ -18,7 +18,15 @@ from typing import Any
 from pciauth.errors import UsageError
 from pciauth.pci.config import ConfigSpace
 
-_EMU = re.compile(r"^emu(?::(\d+))?(?:,(.*))?$")
+#: ``emu``, ``emu:N`` and ``emu:N,knob=value,...``: group 1 the index, group 2 the knobs.
+EMU_SPEC = re.compile(r"^emu(?::(\d+))?(?:,(.*))?$")
+_EMU = EMU_SPEC  # the old private name
+
+
+def names_emulated_device(spec: str) -> bool:
+    """True when ``spec`` means pciauth's emulated device (``emu``, ``emu:N``, ``emu,...``), well
+    formed or not: such a spec is never a PCI selector, and a malformed one gets the emu error."""
+    return spec.strip().split(",")[0].split(":")[0] == "emu"
 
 
 @dataclass
@@ -65,7 +73,7 @@ def parse_emu_spec(spec: str) -> tuple[int, dict[str, Any]] | None:
     """``(index, knobs)`` for an ``emu`` spec, None for anything else."""
     m = _EMU.match(spec.strip())
     if not m:
-        if spec.strip().split(",")[0].split(":")[0] == "emu":  # meant the emulated device: say how
+        if names_emulated_device(spec):  # meant the emulated device: say how
             raise UsageError(f"bad emulated device {spec.strip()!r}: use emu, emu:N (0-2) or emu:N,knob=value")
         return None
     from pciauth.emu.device import KNOBS

@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
 def is_emulated_spec(spec: str) -> bool:
     """``emu``, ``emu:N`` and ``emu,knob=...``: pciauth's emulated device, never bound."""
-    head = spec.split(",")[0].split(":")[0]
-    return head == "emu"
+    from pciauth.target import names_emulated_device
+
+    return names_emulated_device(spec)
 
 
 def _wait_forever() -> None:
