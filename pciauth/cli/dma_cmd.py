@@ -24,6 +24,24 @@ def driver_options(args: argparse.Namespace) -> dict:
     return {"expect_serial": args.expect_serial} if args.expect_serial else {}
 
 
+def checked_size(args: argparse.Namespace, *positive: tuple[str, float]) -> int:
+    """``--size`` in bytes, once ``--size``, the ``positive`` options and ``--timeout`` are
+    positive, ``--pattern`` is known and two buffers of that size fit in memory: argument
+    mistakes end here, before any device is touched (``pciauth dma`` and ``pciauth run``)."""
+    from pciauth.dma.buffer import check_available
+    from pciauth.dma.iova import parse_size
+    from pciauth.dma.pattern import make_pattern
+    from pciauth.errors import UsageError
+
+    size = parse_size(args.size, "--size")
+    for name, value in (("--size", size), *positive, ("--timeout", args.timeout)):
+        if value <= 0:
+            raise UsageError(f"{name} must be positive, not {value:g}")
+    make_pattern(args.pattern)
+    check_available(2 * size)  # source and destination buffers
+    return size
+
+
 def check_driver_options(args: argparse.Namespace, dev) -> None:
     """Options meant for another driver are an error, not silently ignored."""
     from pciauth.errors import UsageError
@@ -85,18 +103,10 @@ def exit_code(result) -> int:
 def run(args: argparse.Namespace) -> int:
     import pciauth.api
     from pciauth.cli.output import print_json
-    from pciauth.dma.buffer import check_available
-    from pciauth.dma.iova import Threshold, parse_size
-    from pciauth.dma.pattern import make_pattern
+    from pciauth.dma.iova import Threshold
     from pciauth.dma.progress import Progress
-    from pciauth.errors import UsageError
 
-    size = parse_size(args.size, "--size")
-    for name, value in (("--size", size), ("--iterations", args.iterations), ("--timeout", args.timeout)):
-        if value <= 0:
-            raise UsageError(f"{name} must be positive, not {value:g}")
-    make_pattern(args.pattern)  # a bad pattern is a usage error before any device is touched
-    check_available(2 * size)  # source and destination buffers
+    size = checked_size(args, ("--iterations", args.iterations))
     if args.threshold is not None:
         Threshold.parse(args.threshold)
     with pciauth.api.open(args.device, iommu=args.iommu, threshold=args.threshold, hugepages=args.hugepages,

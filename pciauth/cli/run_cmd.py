@@ -187,20 +187,13 @@ def _restore_threshold(dev, previous):
 
 def run(args: argparse.Namespace) -> int:
     import pciauth.api
-    from pciauth.cli.dma_cmd import driver_options
+    from pciauth.cli.dma_cmd import checked_size, driver_options
     from pciauth.cli.output import print_json
-    from pciauth.dma.buffer import check_available
-    from pciauth.dma.iova import Threshold, parse_size
-    from pciauth.dma.pattern import make_pattern
+    from pciauth.dma.iova import Threshold
     from pciauth.errors import PciauthError, UsageError
 
     # Argument mistakes end here, before any device is touched.
-    size = parse_size(args.size, "--size")
-    for name, value in (("--size", size), ("--timeout", args.timeout)):
-        if value <= 0:
-            raise UsageError(f"{name} must be positive, not {value:g}")
-    make_pattern(args.pattern)
-    check_available(2 * size)  # source and destination buffers
+    size = checked_size(args)
     wanted = Threshold.parse(args.threshold) if args.threshold else None
     if wanted is not None and (wanted.all_ones or wanted.units == 0):
         window = "shared" if wanted.all_ones else "private"
