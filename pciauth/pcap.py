@@ -42,8 +42,8 @@ DEFAULT_SNAPLEN = 1 << 20  # a whole DOE object (2^18 dwords)
 MAX_RECORD = (1 << 20) + 64
 
 
-#: Why a pcap file cannot be created, by errno: the user's path, not the transport.
-_OPEN_ERRORS: dict[int, type[PciauthError]] = {
+#: Why a file the user named cannot be created, by errno: the user's path, not the transport.
+OPEN_ERRORS: dict[int, type[PciauthError]] = {
     errno.ENOENT: NotFoundError,
     errno.ENOTDIR: NotFoundError,
     errno.EACCES: PermissionDeniedError,
@@ -70,7 +70,7 @@ class PcapWriter:
             self._file.write(GLOBAL_HEADER.pack(MAGIC, 2, 4, 0, 0, snaplen, link_type))
             self._file.flush()
         except OSError as e:
-            kind = _OPEN_ERRORS.get(e.errno, TransportError)
+            kind = OPEN_ERRORS.get(e.errno, TransportError)
             raise kind(f"{self.path}: cannot write pcap: {e.strerror or e}", path=self.path, errno=e.errno) from None
 
     def write_doe(self, obj_bytes: bytes, *, from_device: bool, timestamp: float | None = None) -> None:

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pciauth.errors import NotFoundError, PermissionDeniedError, UsageError
+from pciauth.errors import HostNotReady, NotFoundError, PermissionDeniedError, UsageError
 
 FORMAT = "pciauth-reference"
 VERSION = 1
@@ -109,10 +109,13 @@ def save_reference(path: str, reference: dict) -> None:
             f.write("\n")
         os.replace(tmp, path)
     except OSError as e:
+        from pciauth.pcap import OPEN_ERRORS
+
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise PermissionDeniedError(f"{path}: cannot write the reference: {e.strerror or e}", errno=e.errno,
-                                    path=path) from None  # fmt: skip
+        kind = OPEN_ERRORS.get(e.errno, HostNotReady)  # a full disk is not "permission denied"
+        raise kind(f"{path}: cannot write the reference: {e.strerror or e}", errno=e.errno,
+                   path=path) from None  # fmt: skip
 
 
 def read_json_file(path: str, limit: int, what: str, missing: str) -> Any:

@@ -191,3 +191,21 @@ def test_replay_of_another_instance(capsys, tmp_path):
     assert run_json(capsys, "emu:1", "--record", str(path))[0] == 0
     code, out = run_json(capsys, "--replay", str(path))
     assert code == 0 and out["device"] == "emu:1" and out["algorithms"]["base_asym"] == "ecdsa-p256"
+
+
+@pytest.mark.parametrize("err, kind", [(28, "HostNotReady"), (13, "PermissionDeniedError")])  # ENOSPC, EACCES
+def test_a_reference_that_cannot_be_written_says_why(tmp_path, monkeypatch, err, kind):
+    import os
+
+    from pciauth.reference import save_reference
+
+    def failing_replace(src, dst):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    target = tmp_path / "ref.json"
+    with pytest.raises(Exception) as info:
+        save_reference(str(target), {"format": "pciauth-reference"})
+    assert type(info.value).__name__ == kind and info.value.errno == err
+    assert str(target) in str(info.value) and os.strerror(err) in str(info.value)
+    assert os.listdir(tmp_path) == []  # the temporary file is gone too
