@@ -232,6 +232,11 @@ class AuthReport:
         self.checks = [c for c in self.checks if c.name != step]
 
     @property
+    def exception(self) -> BaseException | None:
+        """The exception that stopped authentication (None when it ran to the end)."""
+        return self._exc
+
+    @property
     def exit_code(self) -> int:
         """0 authenticated, 5 could not talk (transport/protocol), 6 not authenticated."""
         if self.authenticated:

@@ -178,6 +178,8 @@ class Requester:
         self.chain_ok: dict[int, bool] = {}  # slot -> its verdict's ok, computed once
         self.chain_hashes: dict[int, bytes] = {}  # slot -> Hash(chain read), computed once
         self.summary: tuple[int, bytes] = (C.MEAS_SUMMARY_NONE, b"")
+        #: the secured session KEY_EXCHANGE/FINISH opened (its keys and sequence numbers)
+        self.secured_session: Any = None
         self.step = "init"
 
     # --- public ---

@@ -71,7 +71,7 @@ def run_session(req: Any, report: AuthReport) -> None:
     keys.check_responder_verify_data(th1, rsp.verify_data)
     th.add_k(rsp.verify_data)
     sid = make_session_id(req_sid, rsp.rsp_session_id)
-    session = SecuredSession.from_keys(sid, keys, role=REQUESTER)
+    session = req.secured_session = SecuredSession.from_keys(sid, keys, role=REQUESTER)
 
     req.step = "finish"
     fin = M.Finish(v, b"")

@@ -166,8 +166,11 @@ class ResponderConfig:
 class Responder(HandlerMixin):
     """One SPDM endpoint's responder state; feed it requests with :meth:`handle`."""
 
-    def __init__(self, config: ResponderConfig | None = None) -> None:
+    def __init__(self, config: ResponderConfig | None = None, *, strict: bool = False) -> None:
         self.config = config or ResponderConfig.default()
+        #: strict: an internal exception propagates (fuzzing: a finding) instead of becoming
+        #: the ERROR Unspecified a device answers
+        self.strict = strict
         self.adversary = _adversary(self.config.adversary)
         self.transcript = Transcript()
         self.sessions: dict[int, Any] = {}
@@ -201,6 +204,8 @@ class Responder(HandlerMixin):
                 return self._handle_secured(message)
             return self._answer(message, None)
         except Exception as exc:  # a bug must not kill the device: answer Unspecified
+            if self.strict:
+                raise
             return self._error(C.ErrorCode.UNSPECIFIED, 0, note=str(exc))
 
     def _answer(self, message: bytes, session: Any) -> bytes:

@@ -354,3 +354,12 @@ def test_verification_time_outside_validity_is_not_authenticated():
     assert not report.authenticated and report.exit_code == 6
     failed = [c["name"] for c in report.slots[0].verdict["checks"] if not c["ok"]]
     assert failed == ["validity"]
+
+
+def test_requester_exposes_the_session_it_opened():
+    responder = Responder(responder_config())
+    req = Requester(CallableTransport(responder.handle), requester_config(session=True))
+    assert req.secured_session is None
+    report = req.authenticate()
+    assert report.authenticated, report.error
+    assert f"0x{req.secured_session.session_id:08x}" == report.session["session_id"]

@@ -77,3 +77,11 @@ def test_slot_report_of_a_wrong_digest_still_shows_the_chain():
     assert slot.digest_matches is False and slot.verdict is None
     assert slot.certificates_pem == pems
     assert report.to_dict()["slots"][0]["certificates_pem"] == pems
+
+
+def test_exception_is_the_failure_that_stopped_the_run():
+    r = AuthReport()
+    assert r.exception is None
+    exc = SpdmError("stopped")
+    r.fail("digests", exc)
+    assert r.exception is exc

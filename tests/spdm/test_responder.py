@@ -247,3 +247,20 @@ def test_device_mode_measurement_is_always_raw():
     assert block.is_raw and block.value == bytes(20)
     digest = MeasurementSpec(2, C.MeasurementType.MUTABLE_FIRMWARE, b"fw").block(C.BASE_HASH_TO_MEAS_HASH[A.HASH_SHA384])
     assert not digest.is_raw and len(digest.value) == 48
+
+
+def test_strict_responder_lets_an_internal_error_through():
+    """A device answers a bug with ERROR Unspecified; a strict responder (fuzzing) raises it."""
+    for strict in (False, True):
+        r = negotiated()
+        r.strict = strict
+
+        def broken(message, session):
+            raise RuntimeError("handler bug")
+
+        r._get_digests = broken
+        if strict:
+            with pytest.raises(RuntimeError, match="handler bug"):
+                r.handle(M.GetDigests(V).encode())
+        else:
+            assert error_of(r.handle(M.GetDigests(V).encode())) == E.UNSPECIFIED
