@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import socket
 import struct
+from typing import Any
 
 from pciauth.errors import MalformedData, ProtocolError, TransportError, UsageError
 
@@ -290,14 +291,7 @@ class SocketTransport:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         send_shutdown: bool = True,
     ) -> None:
-        if transport_type not in TRANSPORT_NAMES:
-            raise UsageError(f"unsupported socket transport type {transport_type}")
-        self.host, self.port = host, port
-        self.transport_type = transport_type
-        self.max_payload = max_payload
-        self.send_shutdown = send_shutdown
-        self.exchanges = 0
-        self.name = f"{host}:{port}"
+        self._setup(host, port, transport_type, max_payload, send_shutdown)
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
@@ -307,6 +301,42 @@ class SocketTransport:
                 hint="start one, e.g. `pciauth responder --listen PORT --pki DIR`",
             )
         tune_socket(self.sock)
+
+    @classmethod
+    def from_socket(
+        cls,
+        sock: Any,
+        *,
+        name: str | None = None,
+        transport_type: int = TRANSPORT_PCI_DOE,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        send_shutdown: bool = True,
+    ) -> SocketTransport:
+        """A transport over a socket that is already connected to a responder.
+
+        For a connection made some other way (a socketpair, a socket a proxy handed over, a
+        test double with ``recv``/``sendall``/``settimeout``/``setsockopt``/``close``). Its
+        timeout is left as the caller set it. The transport owns the socket: :meth:`close`
+        sends SHUTDOWN (unless ``send_shutdown=False``) and closes it. ``name`` (used in error
+        messages) defaults to the peer's ``HOST:PORT``, else "socket".
+        """
+        host, port = _peer_of(sock)
+        transport = cls.__new__(cls)  # no __init__: it would connect
+        transport._setup(host, port, transport_type, max_payload, send_shutdown)
+        transport.name = name if name is not None else transport.name if port else host
+        transport.sock = sock
+        tune_socket(sock)
+        return transport
+
+    def _setup(self, host: str, port: int, transport_type: int, max_payload: int, send_shutdown: bool) -> None:
+        if transport_type not in TRANSPORT_NAMES:
+            raise UsageError(f"unsupported socket transport type {transport_type}")
+        self.host, self.port = host, port
+        self.transport_type = transport_type
+        self.max_payload = max_payload
+        self.send_shutdown = send_shutdown
+        self.exchanges = 0
+        self.name = f"{host}:{port}"
 
     def __enter__(self) -> SocketTransport:
         return self
@@ -399,6 +429,17 @@ class SocketTransport:
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+def _peer_of(sock: Any) -> tuple[str, int]:
+    """(host, port) of a connected TCP socket's peer; ("socket", 0) for anything else."""
+    try:
+        peer = sock.getpeername()
+    except (AttributeError, OSError):
+        return "socket", 0
+    if isinstance(peer, tuple) and len(peer) >= 2 and isinstance(peer[0], str) and isinstance(peer[1], int):
+        return peer[0], peer[1]
+    return "socket", 0
 
 
 def __getattr__(name: str):  # the server lives in its own module; keep ``socket.serve`` working

@@ -66,7 +66,9 @@ class ResponderServer:
     """Serve SPDM over the spdm-emu socket protocol until :meth:`stop`.
 
     ``port=0`` picks a free port (read :attr:`port` after :meth:`start`). ``pcap`` (a
-    :class:`pciauth.pcap.PcapWriter`) records every DOE object in both directions.
+    :class:`pciauth.pcap.PcapWriter`) records every DOE object in both directions. ``logger``
+    gets the connection log and every error (default: the "pciauth.responder" logger); a handler
+    that raises something other than a pciauth error is reported with ``logger.exception``.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class ResponderServer:
         max_connections: int = 64,
         idle_timeout: float | None = None,
         pcap: Any = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         self.handler_factory = handler_factory
         self.host, self.port = host, port
@@ -88,6 +91,7 @@ class ResponderServer:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.pcap = pcap
+        self.logger = logger
         self.stats = {"connections": 0, "frames": 0, "errors": 0, "rejected": 0}
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = -1, -1
@@ -186,6 +190,11 @@ class ResponderServer:
         self.stop()
 
     @property
+    def _log(self) -> logging.Logger:
+        """Where this server logs: ``logger``, else the module's "pciauth.responder" logger."""
+        return self.logger if self.logger is not None else log
+
+    @property
     def active_connections(self) -> int:
         with self._lock:
             return len(self._clients)
@@ -198,21 +207,36 @@ class ResponderServer:
             if full:
                 self.stats["rejected"] += 1
         if full:
-            log.warning("refusing %s: %d connections already", peer, self.max_connections)
+            self._log.warning("refusing %s: %d connections already", peer, self.max_connections)
             with contextlib.suppress(OSError):
                 conn.close()
             return
+        thread = threading.Thread(target=self._serve, args=(conn, peer), name=f"pciauth-conn-{peer}", daemon=True)
+        self._register(conn, thread)
+        thread.start()
+
+    def serve_connection(self, conn: socket.socket, peer: Any = "socket") -> None:
+        """Serve one requester on an already-connected socket, in this thread.
+
+        Served like an accepted connection (counted in :attr:`stats`, cut by :meth:`stop`, no
+        ``max_connections`` check: the caller chose to serve it) until the requester sends
+        SHUTDOWN or closes, or the server stops; the socket is closed on return. ``peer`` names
+        the requester in the log. The server need not be listening: a socketpair, a socket
+        accepted elsewhere or a test double (``recv``/``sendall``/``setsockopt``/``settimeout``/
+        ``close``) works.
+        """
+        self._register(conn, threading.current_thread())
+        self._serve(conn, peer)
+
+    def _register(self, conn: socket.socket, thread: threading.Thread) -> None:
         tune_socket(conn)
         conn.settimeout(self.idle_timeout)
-        thread = threading.Thread(
-            target=self._serve_connection, args=(conn, peer), name=f"pciauth-conn-{peer}", daemon=True
-        )
         with self._lock:
             self._clients[id(conn)] = (conn, thread)
             self.stats["connections"] += 1
-        thread.start()
 
-    def _serve_connection(self, conn: socket.socket, peer: Any) -> None:
+    def _serve(self, conn: socket.socket, peer: Any) -> None:
+        log = self._log
         log.info("requester connected from %s", peer)
         try:
             handler = _as_callable(self.handler_factory())
@@ -247,7 +271,7 @@ class ResponderServer:
             log.info("requester %s gone", peer)
 
     def _error(self, message: str) -> None:
-        log.warning("%s", message)
+        self._log.warning("%s", message)
         with self._lock:
             self.stats["errors"] += 1
 
@@ -288,7 +312,7 @@ class ResponderServer:
             send_frame(conn, COMMAND_UNKNOWN, ttype)
             return True
         except Exception:  # a handler bug must not kill the connection thread silently
-            log.exception("%s: handler raised", peer)
+            self._log.exception("%s: handler raised", peer)
             with self._lock:
                 self.stats["errors"] += 1
             send_frame(conn, COMMAND_UNKNOWN, ttype)

@@ -70,10 +70,7 @@ def fuzz_socket_client(data: bytes) -> None:
 
     s = Stream(data)
     ttype = s.u8() % 3
-    t = S.SocketTransport.__new__(S.SocketTransport)
-    t.host, t.port, t.transport_type, t.max_payload = "fuzz", 0, ttype, 1 << 16
-    t.send_shutdown, t.exchanges, t.name = True, 0, "fuzz"
-    t.sock = FakeSocket(s.rest())
+    t = S.SocketTransport.from_socket(FakeSocket(s.rest()), name="fuzz", transport_type=ttype, max_payload=1 << 16)
     ops = (t.test, t.discover, lambda: t.exchange(b"\x10\x84\0\0"),
            lambda: t.exchange(b"\x12\xe0\0\0", secured=True))
     for op in ops:
@@ -104,24 +101,24 @@ def seeds_socket_client() -> list[bytes]:
 
 
 # --- spdm-emu socket, responder side ------------------------------------------------------------
+class RaisingLog:
+    """The server's logger: quiet, except that its catch-all (``exception``) re-raises: a
+    non-pciauth exception inside the server is a finding, not a log line."""
+
+    def __getattr__(self, name: str):
+        return lambda *a, **k: None
+
+    def exception(self, *a: object, **k: object) -> None:
+        raise sys.exc_info()[1]
+
+
 def fuzz_socket_server(data: bytes) -> None:
     """The byte stream a hostile requester sends to ``pciauth responder --listen``."""
     from pciauth.spdm import socket_server as SS
     from pciauth.spdm.responder import Responder
 
-    class Log:
-        def __getattr__(self, name):
-            return lambda *a, **k: None
-
-        def exception(self, *a, **k):  # the server's catch-all: the exception is a finding
-            raise sys.exc_info()[1]
-
-    old, SS.log = SS.log, Log()
-    try:
-        server = SS.ResponderServer(lambda: Responder(world().responder_config), "127.0.0.1", 0)
-        server._serve_connection(FakeSocket(data), "fuzz")
-    finally:
-        SS.log = old
+    server = SS.ResponderServer(lambda: Responder(world().responder_config), "127.0.0.1", 0, logger=RaisingLog())
+    server.serve_connection(FakeSocket(data), "fuzz")
 
 
 def seeds_socket_server() -> list[bytes]:
@@ -165,7 +162,7 @@ def fuzz_doe_record(data: bytes) -> None:
     from pciauth.doe.authenticate import AuthOptions, replay
 
     result = replay(_file(data, "recording.json"), AuthOptions(trust_anchors=[_anchor_file()]))
-    exc = getattr(result.report, "_exc", None)
+    exc = result.report.exception
     if exc is not None and not isinstance(exc, PciauthError):
         raise exc
     json.dumps(result.to_dict())
