@@ -33,7 +33,8 @@ class CallableTransport:
 
     def exchange(self, message: bytes, *, secured: bool = False) -> bytes:
         self.exchanges += 1
-        return bytes(self.handler(bytes(message), secured=secured))
+        response = self.handler(message if type(message) is bytes else bytes(message), secured=secured)
+        return response if type(response) is bytes else bytes(response)
 
     def close(self) -> None:
         pass

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from pciauth.spdm import constants as C
 from pciauth.spdm.messages_base import Header, Layout, Reader, SpdmMalformed, header, parse_header
-from pciauth.spdm.messages_base import start as _start
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -38,7 +37,7 @@ class ErrorResponse:
 
     @classmethod
     def parse(cls, data: bytes) -> ErrorResponse:
-        r, h = _start(data, C.Code.ERROR, "ERROR")
+        r = h = Reader(data, "ERROR", C.Code.ERROR)
         ext = r.take(min(r.rest(), 32), "ExtendedErrorData")  # at most 32 bytes per DSP0274
         return cls(h.version, h.param1, h.param2, ext, r.end())
 
@@ -76,7 +75,7 @@ class GetVersion:
 
     @classmethod
     def parse(cls, data: bytes) -> GetVersion:
-        r, _ = _start(data, C.Code.GET_VERSION, "GET_VERSION")
+        r = Reader(data, "GET_VERSION", C.Code.GET_VERSION)
         return cls(r.end())
 
 
@@ -92,7 +91,7 @@ class Version:
 
     @classmethod
     def parse(cls, data: bytes) -> Version:
-        r, h = _start(data, C.Code.VERSION, "VERSION")
+        r = h = Reader(data, "VERSION", C.Code.VERSION)
         if h.version != C.V10:
             raise SpdmMalformed(f"VERSION: header version 0x{h.version:02x}, must be 0x10",
                                 field="SPDMVersion")
@@ -147,7 +146,7 @@ class GetCapabilities:
 
     @classmethod
     def parse(cls, data: bytes) -> GetCapabilities:
-        r, h = _start(data, C.Code.GET_CAPABILITIES, "GET_CAPABILITIES")
+        r = h = Reader(data, "GET_CAPABILITIES", C.Code.GET_CAPABILITIES)
         v = h.version
         if v >= C.V12:
             return cls(v, *r.fields(_CAPS_12), r.end())
@@ -174,7 +173,7 @@ class Capabilities:
 
     @classmethod
     def parse(cls, data: bytes) -> Capabilities:
-        r, h = _start(data, C.Code.CAPABILITIES, "CAPABILITIES")
+        r = h = Reader(data, "CAPABILITIES", C.Code.CAPABILITIES)
         v = h.version
         if v >= C.V12:
             return cls(v, *r.fields(_CAPS_12), r.end())
@@ -292,7 +291,7 @@ class NegotiateAlgorithms:
 
     @classmethod
     def parse(cls, data: bytes) -> NegotiateAlgorithms:
-        r, h = _start(data, C.Code.NEGOTIATE_ALGORITHMS, "NEGOTIATE_ALGORITHMS")
+        r = h = Reader(data, "NEGOTIATE_ALGORITHMS", C.Code.NEGOTIATE_ALGORITHMS)
         m = cls(h.version)
         length = r.u16("Length")
         if length < 32 or length > len(data) or length > 128 + 4 * 40:
@@ -341,7 +340,7 @@ class Algorithms:
 
     @classmethod
     def parse(cls, data: bytes) -> Algorithms:
-        r, h = _start(data, C.Code.ALGORITHMS, "ALGORITHMS")
+        r = h = Reader(data, "ALGORITHMS", C.Code.ALGORITHMS)
         m = cls(h.version)
         length = r.u16("Length")
         if length < 36 or length > len(data):

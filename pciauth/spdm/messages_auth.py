@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from pciauth.spdm import constants as C
-from pciauth.spdm.messages_base import Layout, SpdmMalformed, header, start
+from pciauth.spdm.messages_base import Layout, Reader, SpdmMalformed, header
 
 _U16 = struct.Struct("<H")
 
@@ -77,7 +77,7 @@ class GetDigests:
 
     @classmethod
     def parse(cls, data: bytes) -> GetDigests:
-        r, h = start(data, C.Code.GET_DIGESTS, "GET_DIGESTS")
+        r = h = Reader(data, "GET_DIGESTS", C.Code.GET_DIGESTS)
         return cls(h.version, r.end())
 
 
@@ -95,7 +95,7 @@ class Digests:
 
     @classmethod
     def parse(cls, data: bytes, hash_size: int) -> Digests:
-        r, h = start(data, C.Code.DIGESTS, "DIGESTS")
+        r = h = Reader(data, "DIGESTS", C.Code.DIGESTS)
         if h.param2 == 0:
             raise SpdmMalformed("DIGESTS: no slot is provisioned (slot mask 0)", field="Param2")
         digests = {s: r.take(hash_size, f"Digest[{s}]") for s in range(8) if h.param2 >> s & 1}
@@ -120,7 +120,7 @@ class GetCertificate:
 
     @classmethod
     def parse(cls, data: bytes) -> GetCertificate:
-        r, h = start(data, C.Code.GET_CERTIFICATE, "GET_CERTIFICATE")
+        r = h = Reader(data, "GET_CERTIFICATE", C.Code.GET_CERTIFICATE)
         off, ln = r.fields(_GET_CERTIFICATE)
         attrs = h.param2 if h.version >= C.V13 else 0
         return cls(h.version, h.param1 & 0x0F, off, ln, r.end(), attrs)
@@ -140,7 +140,7 @@ class Certificate:
 
     @classmethod
     def parse(cls, data: bytes) -> Certificate:
-        r, h = start(data, C.Code.CERTIFICATE, "CERTIFICATE")
+        r = h = Reader(data, "CERTIFICATE", C.Code.CERTIFICATE)
         portion_len, remainder = r.fields(_CERTIFICATE)
         portion = r.take(portion_len, "CertChain (PortionLength)")
         return cls(h.version, h.param1 & 0x0F, portion, remainder, h.param2, r.end())
@@ -161,7 +161,7 @@ class Challenge:
 
     @classmethod
     def parse(cls, data: bytes) -> Challenge:
-        r, h = start(data, C.Code.CHALLENGE, "CHALLENGE")
+        r = h = Reader(data, "CHALLENGE", C.Code.CHALLENGE)
         nonce = r.take(C.NONCE_SIZE, "Nonce")
         ctx = r.take(C.REQUESTER_CONTEXT_SIZE, "RequesterContext") if h.version >= C.V13 else b""
         return cls(h.version, h.param1, h.param2, nonce, ctx, r.end())
@@ -197,7 +197,7 @@ class ChallengeAuth:
 
     @classmethod
     def parse(cls, data: bytes, *, hash_size: int, sig_size: int, summary: bool) -> ChallengeAuth:
-        r, h = start(data, C.Code.CHALLENGE_AUTH, "CHALLENGE_AUTH")
+        r = h = Reader(data, "CHALLENGE_AUTH", C.Code.CHALLENGE_AUTH)
         hs = f"{hash_size}s"
         if summary:
             chain_hash, nonce, msh, n = r.fields(Layout.of(
@@ -234,7 +234,7 @@ class GetMeasurements:
 
     @classmethod
     def parse(cls, data: bytes) -> GetMeasurements:
-        r, h = start(data, C.Code.GET_MEASUREMENTS, "GET_MEASUREMENTS")
+        r = h = Reader(data, "GET_MEASUREMENTS", C.Code.GET_MEASUREMENTS)
         m = cls(h.version, h.param1, h.param2)
         if h.param1 & C.MEAS_ATTR_SIGNATURE:
             m.nonce = r.take(C.NONCE_SIZE, "Nonce")
@@ -274,7 +274,7 @@ class Measurements:
     @classmethod
     def parse(cls, data: bytes, *, sig_size: int) -> Measurements:
         """``sig_size`` is 0 for an unsigned response."""
-        r, h = start(data, C.Code.MEASUREMENTS, "MEASUREMENTS")
+        r = h = Reader(data, "MEASUREMENTS", C.Code.MEASUREMENTS)
         nblocks, rec_len = r.fields(_MEASUREMENTS_HEAD)
         rec_len = int.from_bytes(rec_len, "little")
         if rec_len > C.MAX_MEASUREMENT_RECORD:

@@ -9,6 +9,7 @@ from pciauth.errors import MalformedData
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+_HEADER = struct.Struct("<BBBB")
 
 
 class SpdmMalformed(MalformedData):
@@ -24,11 +25,24 @@ class Reader:
 
     __slots__ = ("code", "data", "n", "param1", "param2", "pos", "version", "what")
 
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data = data if type(data) is bytes else bytes(data)
-        self.n = len(self.data)
+    def __init__(self, data: bytes, what: str, code: int | None = None) -> None:
+        """A reader over ``data``; with ``code``, past the 4-byte header of a message of that code
+        (the reader then also is the header: ``version``, ``code``, ``param1``, ``param2``)."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        self.data = data
+        self.n = n = len(data)
         self.pos = 0
         self.what = what
+        if code is None:
+            return
+        if n < 4:
+            self.need(4, "header")
+        self.version, self.code, self.param1, self.param2 = _HEADER.unpack_from(data)
+        self.pos = 4
+        if self.code != code:
+            raise SpdmMalformed(f"{what}: code 0x{self.code:02x} is not 0x{code:02x}",
+                                field="RequestResponseCode")
 
     def need(self, n: int, fld: str) -> None:
         if n < 0 or self.pos + n > self.n:
@@ -155,11 +169,5 @@ def parse_header(data: bytes) -> Header:
 
 def start(data: bytes, code: int, what: str) -> tuple[Reader, Reader]:
     """A reader past the 4-byte header of a message of ``code``; the reader is also the header."""
-    r = Reader(data, what)
-    if r.n < 4:
-        r.need(4, "header")
-    r.version, r.code, r.param1, r.param2 = r.data[:4]
-    r.pos = 4
-    if r.code != code:
-        raise SpdmMalformed(f"{what}: code 0x{r.code:02x} is not 0x{code:02x}", field="RequestResponseCode")
+    r = Reader(data, what, code)
     return r, r

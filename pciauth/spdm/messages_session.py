@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from pciauth.spdm import constants as C
-from pciauth.spdm.messages_base import Reader, SpdmMalformed, header, start
+from pciauth.spdm.messages_base import Reader, SpdmMalformed, header
 
 _U16 = struct.Struct("<H")
 
@@ -110,7 +110,7 @@ class KeyExchange:
 
     @classmethod
     def parse(cls, data: bytes, *, dhe_size: int) -> KeyExchange:
-        r, h = start(data, C.Code.KEY_EXCHANGE, "KEY_EXCHANGE")
+        r = h = Reader(data, "KEY_EXCHANGE", C.Code.KEY_EXCHANGE)
         sid = r.u16("ReqSessionID")
         policy = r.u8("SessionPolicy")
         r.u8("Reserved")
@@ -157,7 +157,7 @@ class KeyExchangeRsp:
     @classmethod
     def parse(cls, data: bytes, *, dhe_size: int, hash_size: int, sig_size: int, summary: bool,
               verify_data: bool = True) -> KeyExchangeRsp:
-        r, h = start(data, C.Code.KEY_EXCHANGE_RSP, "KEY_EXCHANGE_RSP")
+        r = h = Reader(data, "KEY_EXCHANGE_RSP", C.Code.KEY_EXCHANGE_RSP)
         sid = r.u16("RspSessionID")
         mut = r.u8("MutAuthRequested")
         slot = r.u8("ReqSlotIDParam")
@@ -187,7 +187,7 @@ class Finish:
 
     @classmethod
     def parse(cls, data: bytes, *, hash_size: int, sig_size: int = 0) -> Finish:
-        r, h = start(data, C.Code.FINISH, "FINISH")
+        r = h = Reader(data, "FINISH", C.Code.FINISH)
         sig = r.take(sig_size, "Signature") if h.param1 & 1 else b""
         vd = r.take(hash_size, "RequesterVerifyData")
         return cls(h.version, vd, sig, h.param2, r.end())
@@ -204,7 +204,7 @@ class FinishRsp:
 
     @classmethod
     def parse(cls, data: bytes, *, hash_size: int = 0) -> FinishRsp:
-        r, h = start(data, C.Code.FINISH_RSP, "FINISH_RSP")
+        r = h = Reader(data, "FINISH_RSP", C.Code.FINISH_RSP)
         vd = r.take(hash_size, "ResponderVerifyData") if hash_size else b""
         return cls(h.version, vd, r.end())
 
@@ -221,7 +221,7 @@ class EndSession:
 
     @classmethod
     def parse(cls, data: bytes) -> EndSession:
-        r, h = start(data, C.Code.END_SESSION, "END_SESSION")
+        r = h = Reader(data, "END_SESSION", C.Code.END_SESSION)
         return cls(h.version, h.param1, r.end())
 
 
@@ -235,5 +235,5 @@ class EndSessionAck:
 
     @classmethod
     def parse(cls, data: bytes) -> EndSessionAck:
-        r, h = start(data, C.Code.END_SESSION_ACK, "END_SESSION_ACK")
+        r = h = Reader(data, "END_SESSION_ACK", C.Code.END_SESSION_ACK)
         return cls(h.version, r.end())

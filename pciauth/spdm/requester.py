@@ -29,17 +29,18 @@ from pciauth.errors import (
     VerificationError,
 )
 from pciauth.spdm import algorithms as A
+from pciauth.spdm import certs, requester_measurements, requester_signatures
 from pciauth.spdm import constants as C
 from pciauth.spdm import messages as M
+from pciauth.spdm.messages_session import parse_opaque
 from pciauth.spdm.report import AuthReport, SignatureRecord, SlotReport
+from pciauth.spdm.requester_session import run_session
 from pciauth.spdm.transcript import Transcript
 
 
 def swap_endian(asym: Any, signature: bytes) -> bytes | None:
     """Re-exported from :mod:`requester_signatures` (the other byte order of a signature)."""
-    from pciauth.spdm.requester_signatures import swap_endian as _swap
-
-    return _swap(asym, signature)
+    return requester_signatures.swap_endian(asym, signature)
 
 
 class SpdmErrorResponse(SpdmError):
@@ -226,8 +227,6 @@ class Requester:
             self._check_summary(report)
         if cfg.session:
             self.step = "session"
-            from pciauth.spdm.requester_session import run_session
-
             run_session(self, report)
 
     def _authenticated(self, report: AuthReport) -> bool:
@@ -253,7 +252,17 @@ class Requester:
     # --- one exchange, with ERROR handling ---
     def exchange(self, request: bytes, expect: int, *, session: Any = None) -> bytes:
         """Send ``request``; return the response of code ``expect`` (ERRORs raise or are retried)."""
-        response = self._send(request, session)
+        if session is None and self._response_time_hint is None:  # _send's usual case, inline
+            try:
+                response = self.transport.exchange(request, secured=False)
+            except PciauthError:
+                raise
+            except Exception as exc:
+                raise TransportError(f"transport failed: {exc}")
+            if type(response) is not bytes:
+                response = bytes(response)
+        else:
+            response = self._send(request, session)
         if len(response) >= 4 and response[1] == expect and response[0] == request[0]:
             return response  # the usual answer: the caller's parser checks the rest
         return self._exchange_slow(request, expect, session, response)
@@ -434,15 +443,13 @@ class Requester:
         report.check("digests", True, f"slots provisioned: {sorted(d.digests)}")
 
     def _certificates(self, report: AuthReport) -> None:
-        from pciauth.spdm.certs import parse_cert_chain, verify_chain
-
         wanted = [s for s in sorted(self.digests) if self.config.slots is None or s in self.config.slots]
         for slot in wanted:
             self.step = f"certificate[{slot}]"
             raw = self._read_chain(slot)
             sr = SlotReport(slot, self.digests[slot], raw if self.config.keep_chain_bytes else b"")
             report.slots.append(sr)
-            chain = parse_cert_chain(raw, self.hash_bit)
+            chain = certs.parse_cert_chain(raw, self.hash_bit)
             digest = A.hash_bytes(self.hash_bit, raw)
             sr.digest_matches = digest == self.digests[slot]
             if not sr.digest_matches:
@@ -450,7 +457,7 @@ class Requester:
                 raise DataMismatch(f"slot {slot}: DIGESTS digest differs from the hash of the certificate chain read")
             self.chains[slot] = chain
             self.chain_hashes[slot] = digest  # CHALLENGE_AUTH's CertChainHash and TH compare with it
-            verdict = verify_chain(chain, self.config.trust_anchors, policy=self.config.policy,
+            verdict = certs.verify_chain(chain, self.config.trust_anchors, policy=self.config.policy,
                                    identity=self.config.identity, at_time=self.config.at_time)
             self.verdicts[slot] = verdict
             sr.render_later(chain.certificates, verdict)
@@ -526,16 +533,12 @@ class Requester:
             rec.reason += f"; measurement summary hash {auth.measurement_summary_hash.hex()}"
 
     def _check_summary(self, report: AuthReport) -> None:
-        from pciauth.spdm.requester_measurements import check_summary
-
-        check_summary(self, report)
+        requester_measurements.check_summary(self, report)
 
     def _verify(self, what: str, context: str, transcript: bytes, signature: bytes, slot: int,
                 report: AuthReport, **nonces: bytes) -> SignatureRecord:
         """Verify ``signature`` over ``transcript``; log it; raise SignatureError when it fails."""
-        from pciauth.spdm.requester_signatures import verify_signature
-
-        return verify_signature(self, what, context, transcript, signature, slot, report, **nonces)
+        return requester_signatures.verify_signature(self, what, context, transcript, signature, slot, report, **nonces)
 
     def check_opaque(self, what: str, opaque: bytes) -> None:
         """1.2+: opaque data needs a negotiated format; format 1 must parse as general opaque data."""
@@ -544,15 +547,11 @@ class Requester:
         if not self.other_params:
             raise SpdmError(f"{what}: opaque data without a negotiated opaque data format")
         if self.other_params == C.OPAQUE_FMT_1:
-            from pciauth.spdm.messages_session import parse_opaque
-
             parse_opaque(self.version, opaque)
 
     # --- measurements ---
     def _measure(self, report: AuthReport, session: Any) -> tuple[list[dict], int]:
-        from pciauth.spdm.requester_measurements import measure
-
-        return measure(self, report, session)
+        return requester_measurements.measure(self, report, session)
 
     def random(self, n: int) -> bytes:
         """Random bytes for nonces, contexts and session ids (``config.random``, else os.urandom)."""

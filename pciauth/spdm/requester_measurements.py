@@ -13,7 +13,7 @@ from pciauth.errors import SpdmError
 from pciauth.spdm import algorithms as A
 from pciauth.spdm import constants as C
 from pciauth.spdm import messages as M
-from pciauth.spdm.measurements import parse_record
+from pciauth.spdm.measurements import MeasurementBlock, parse_record, summary_input
 from pciauth.spdm.report import AuthReport
 
 
@@ -91,8 +91,6 @@ def check_summary(req: Any, report: AuthReport) -> None:
     stype, summary = req.summary
     if stype != C.MEAS_SUMMARY_ALL or req.config.measurement_indices is not None:
         return
-    from pciauth.spdm.measurements import MeasurementBlock, summary_input
-
     blocks = [MeasurementBlock(m["index"], 1, 0, b"", bytes.fromhex(m["raw"])) for m in report.measurements]
     expect = A.hash_bytes(req.hash_bit, summary_input(blocks, stype, req.version))
     ok = expect == summary

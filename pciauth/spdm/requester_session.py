@@ -15,6 +15,7 @@ from pciauth.errors import SpdmError
 from pciauth.spdm import algorithms as A
 from pciauth.spdm import constants as C
 from pciauth.spdm import messages as M
+from pciauth.spdm.keyschedule import REQUESTER, SessionKeys
 from pciauth.spdm.messages_session import (
     encode_opaque,
     find_sm_element,
@@ -22,14 +23,12 @@ from pciauth.spdm.messages_session import (
     sm_supported_versions,
 )
 from pciauth.spdm.report import AuthReport
+from pciauth.spdm.secured import SecuredSession, make_session_id
 from pciauth.spdm.transcript import SessionTranscript
 
 
 def run_session(req: Any, report: AuthReport) -> None:
     """Open a session, measure inside it, end it; record the outcome in ``report.session``."""
-    from pciauth.spdm.keyschedule import REQUESTER, SessionKeys
-    from pciauth.spdm.secured import SecuredSession, make_session_id
-
     v = req.version
     if v < C.V11 or not req.cap("KEY_EX_CAP") or not req.dhe_bit or not req.aead_bit:
         report.check("session", False, "device or version does not support KEY_EXCHANGE", skipped=True)
