@@ -152,20 +152,18 @@ def emu_trust_anchors(target: Target) -> list[str]:
 def lock_target(target: Target, *, timeout: float):
     """The held :class:`~pciauth.doe.lock.MailboxLock` for ``target`` (a context manager).
 
-    The emulated device needs no root: when the run directory is not writable, its lock goes
-    to ``$XDG_RUNTIME_DIR/pciauth`` (or ``/tmp/pciauth-<uid>``) instead.
+    The emulated device needs no root: when the run directory is not writable (and
+    ``$PCIAUTH_RUN_DIR`` is not set), its lock goes to the per-user run directory
+    (``$XDG_RUNTIME_DIR/pciauth``, else ``/tmp/pciauth-<uid>``; :mod:`pciauth.rundir`) instead.
     """
-    import os
-
     from pciauth.doe.lock import MailboxLock
     from pciauth.errors import HostNotReady, PermissionDeniedError
+    from pciauth.rundir import env_run_dir, user_run_dir
 
     lock = MailboxLock(target.name, timeout=timeout)
     try:
         return lock.acquire()
     except (PermissionDeniedError, HostNotReady):
-        if not target.is_emulated or os.environ.get("PCIAUTH_RUN_DIR"):
+        if not target.is_emulated or env_run_dir():
             raise
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/pciauth-{os.getuid()}"
-    lock.path = os.path.join(base, "pciauth", os.path.basename(lock.path))
-    return lock.acquire()
+    return MailboxLock(target.name, timeout=timeout, directory=user_run_dir()).acquire()

@@ -9,23 +9,27 @@ or a non-zero multiple of 2 MiB means bytes) and ``unit=``/``$PCIAUTH_TSM_VTOM_U
 
 Everywhere else X is *enforced by pciauth*: the allocator never puts a mapping in the wrong
 window, and the emulated IOMMU faults like hardware would. The value is kept per device in a small
-JSON file under the run directory (``/run/pciauth`` or ``$PCIAUTH_RUN_DIR``) so that
-``pciauth iova DEV --threshold X`` and a later ``pciauth dma DEV`` agree. Command output always
-says which of the two applies.
+JSON file under the run directory so that ``pciauth iova DEV --threshold X`` and a later
+``pciauth dma DEV`` agree: ``$PCIAUTH_RUN_DIR``, else ``/run/pciauth``, else (a non-root user who
+cannot write it, e.g. with the emulated device) the per-user run directory; the rule is
+:func:`pciauth.rundir.own_run_dir`. Command output always says which of the two applies.
 """
 
 from __future__ import annotations
 
+import errno as errno_mod
 import glob
 import json
 import os
 import re
 
 from pciauth.dma.iova import THRESHOLD_ALL_ONES, THRESHOLD_UNIT, Threshold
-from pciauth.errors import DeviceError, MalformedData, PermissionDeniedError, UsageError
+from pciauth.errors import DeviceError, HostNotReady, MalformedData, PermissionDeniedError, UsageError
+from pciauth.rundir import DEFAULT_RUN_DIR as DEFAULT_RUN_DIR
+from pciauth.rundir import HINT, check_user_dir, make_run_dir
+from pciauth.rundir import own_run_dir as run_dir
 
 KNOB_NAME = "tsm_vtom"
-DEFAULT_RUN_DIR = "/run/pciauth"
 _MAX_KNOB_TEXT = 64
 
 
@@ -116,16 +120,9 @@ def find_knob(sysfs_root: str | None = None, unit: str | None = None) -> Platfor
 # pciauth's own record of X, for hosts without a knob
 
 
-def run_dir() -> str:
-    """``$PCIAUTH_RUN_DIR``, else ``/run/pciauth`` for root; other users (the emulated device
-    needs no root) fall back to ``$XDG_RUNTIME_DIR/pciauth`` or ``/tmp/pciauth-<uid>``."""
-    env = os.environ.get("PCIAUTH_RUN_DIR")
-    if env:
-        return env
-    if os.geteuid() == 0 or os.access(DEFAULT_RUN_DIR, os.W_OK):
-        return DEFAULT_RUN_DIR
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(xdg, "pciauth") if xdg else f"/tmp/pciauth-{os.getuid()}"
+# run_dir() (imported above) is pciauth.rundir.own_run_dir: ``$PCIAUTH_RUN_DIR``, else
+# ``/run/pciauth`` for root; other users (the emulated device needs no root) who cannot write it
+# fall back to ``$XDG_RUNTIME_DIR/pciauth`` or ``/tmp/pciauth-<uid>``.
 
 
 def _state_path(device: str) -> str:
@@ -136,6 +133,7 @@ def _state_path(device: str) -> str:
 def load_threshold(device: str) -> Threshold | None:
     """The X recorded for ``device`` by an earlier ``pciauth iova --threshold``, or None."""
     path = _state_path(device)
+    check_user_dir(os.path.dirname(path))  # never read X from a directory another user planted
     try:
         with open(path, encoding="utf-8") as f:
             data = json.loads(f.read(4096))
@@ -155,15 +153,16 @@ def load_threshold(device: str) -> Threshold | None:
 def save_threshold(device: str, threshold: Threshold) -> str:
     path = _state_path(device)
     try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        make_run_dir(os.path.dirname(path))
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"device": device, **threshold.to_dict()}, f)
         os.replace(tmp, path)
-    except PermissionError as e:
-        raise PermissionDeniedError(
-            f"cannot record the threshold in {path}", errno=e.errno, path=path,
-            hint="run as root, or set PCIAUTH_RUN_DIR to a writable directory",
+    except OSError as e:  # not only EACCES: a read-only /run, a file where the directory should be
+        cls = PermissionDeniedError if e.errno in (errno_mod.EACCES, errno_mod.EPERM, errno_mod.EROFS) \
+            else HostNotReady
+        raise cls(
+            f"cannot record the threshold in {path}: {e.strerror}", errno=e.errno, path=path, hint=HINT,
         ) from None
     return path
 

@@ -5,8 +5,10 @@ writing the same DOE registers at once; the loser sees BUSY or ERROR, or worse, 
 meant for the other one. pciauth therefore:
 
 - takes an advisory lock per device (``fcntl.flock`` on ``<run dir>/doe-<device>.lock``, the run
-  dir being ``/run/pciauth`` or ``$PCIAUTH_RUN_DIR``); a second pciauth process waits for it up to
-  a timeout, then fails with :class:`~pciauth.errors.DeviceBusy` naming the holder's pid;
+  dir being ``$PCIAUTH_RUN_DIR`` or ``/run/pciauth``; :func:`pciauth.target.lock_target` moves an
+  emulated device's lock to the per-user run directory when that fails, see
+  :mod:`pciauth.rundir`); a second pciauth process waits for it up to a timeout, then fails with
+  :class:`~pciauth.errors.DeviceBusy` naming the holder's pid;
 - refuses (unless forced) to touch a mailbox the kernel may be using: a PCI/TSM ``connect``
   attribute that is non-empty, or a bound driver from :data:`DOE_DRIVERS`.
 """
@@ -20,8 +22,8 @@ import re
 import time
 
 from pciauth.errors import DeviceBusy, HostNotReady, PermissionDeniedError
-
-DEFAULT_RUN_DIR = "/run/pciauth"
+from pciauth.rundir import DEFAULT_RUN_DIR as DEFAULT_RUN_DIR
+from pciauth.rundir import HINT, make_run_dir, run_dir
 
 #: Bound drivers that use a DOE mailbox themselves, and what they use it for.
 DOE_DRIVERS: dict[str, str] = {
@@ -33,13 +35,10 @@ DOE_DRIVERS: dict[str, str] = {
 }
 
 
-def run_dir() -> str:
-    return os.environ.get("PCIAUTH_RUN_DIR") or DEFAULT_RUN_DIR
-
-
-def lock_path(device_name: str) -> str:
+def lock_path(device_name: str, directory: str | None = None) -> str:
+    """``<directory>/doe-<device>.lock``; the directory defaults to the host-wide run directory."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", device_name)
-    return os.path.join(run_dir(), f"doe-{safe}.lock")
+    return os.path.join(directory or run_dir(), f"doe-{safe}.lock")
 
 
 class MailboxLock:
@@ -47,11 +46,14 @@ class MailboxLock:
 
     ``with MailboxLock("0000:01:00.0", timeout=5):`` waits up to ``timeout`` seconds (0: do not
     wait) and raises :class:`DeviceBusy` with the holder's pid when it cannot get the lock.
+    ``directory`` overrides the run directory the lock file goes to.
     """
 
-    def __init__(self, device_name: str, *, timeout: float = 10.0, poll: float = 0.02) -> None:
+    def __init__(
+        self, device_name: str, *, timeout: float = 10.0, poll: float = 0.02, directory: str | None = None
+    ) -> None:
         self.device_name = device_name
-        self.path = lock_path(device_name)
+        self.path = lock_path(device_name, directory)
         self.timeout = timeout
         self.poll = poll
         self.fd = -1
@@ -62,7 +64,7 @@ class MailboxLock:
             return self  # flock is per open file: a second open would wait for ourselves
         directory = os.path.dirname(self.path)
         try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
+            make_run_dir(directory)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
             cls = PermissionDeniedError if e.errno in (errno_mod.EACCES, errno_mod.EPERM, errno_mod.EROFS) \
@@ -72,7 +74,7 @@ class MailboxLock:
                 errno=e.errno,
                 path=self.path,
                 device=self.device_name,
-                hint="run as root, or set PCIAUTH_RUN_DIR to a writable directory",
+                hint=HINT,
             ) from None
         deadline = time.monotonic() + self.timeout
         while True:

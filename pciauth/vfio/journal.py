@@ -1,9 +1,10 @@
 """The binding journal: what pciauth changed, so a crash cannot leave a device on vfio-pci.
 
 Before pciauth touches a device's driver it writes one JSON file per device under the
-run directory (``$PCIAUTH_RUN_DIR``, else ``/run/pciauth``): the original driver and
-driver_override, the sysfs root, the owning process and the mode. The file goes away
-when the driver is restored.
+run directory (``$PCIAUTH_RUN_DIR``, else ``/run/pciauth``; see :mod:`pciauth.rundir`): the
+original driver and driver_override, the sysfs root, the owning process and the mode. The file
+goes away when the driver is restored. The journal never moves to a per-user directory: the next
+pciauth start (as root) must find it, and without root no real device can be bound anyway.
 
 - ``mode = "session"``: a command (``pciauth run``, ``bind --hold``, the Python API)
   holds the device while it runs. If that process dies without restoring (``kill -9``,
@@ -27,19 +28,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 from pciauth.errors import MalformedData, PermissionDeniedError
+from pciauth.rundir import DEFAULT_RUN_DIR as DEFAULT_RUN_DIR
+from pciauth.rundir import ENV_RUN_DIR
+from pciauth.rundir import run_dir as run_dir
 
-DEFAULT_RUN_DIR = "/run/pciauth"
-ENV_RUN_DIR = "PCIAUTH_RUN_DIR"
 PREFIX = "bind-"
 SUFFIX = ".json"
 #: A journal entry is tiny; never read more than this.
 MAX_ENTRY_BYTES = 64 * 1024
 _BDF = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
-
-
-def run_dir() -> str:
-    """``$PCIAUTH_RUN_DIR`` or ``/run/pciauth``."""
-    return os.environ.get(ENV_RUN_DIR) or DEFAULT_RUN_DIR
 
 
 def process_start_time(pid: int) -> int | None:

@@ -134,11 +134,11 @@ def test_unusable_run_dir_says_how_to_fix(monkeypatch):
 
 
 def test_emulated_device_lock_falls_back_without_a_run_dir(monkeypatch, tmp_path):
-    from pciauth.doe import lock as lock_mod
+    from pciauth import rundir
     from pciauth.target import lock_target, open_target
 
     monkeypatch.delenv("PCIAUTH_RUN_DIR")
-    monkeypatch.setattr(lock_mod, "DEFAULT_RUN_DIR", "/proc/pciauth-no")
+    monkeypatch.setattr(rundir, "DEFAULT_RUN_DIR", "/proc/pciauth-no")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     with open_target("emu:1") as target, lock_target(target, timeout=0) as lock:
         assert lock.path == str(tmp_path / "pciauth" / "doe-emu-1.lock")
