@@ -192,8 +192,9 @@ class AuthReport:
     slots: list[SlotReport] = field(default_factory=list)
     challenged_slot: int | None = None
     checks: list[CheckResult] = field(default_factory=list)
-    measurements: list[dict] = field(default_factory=list)
-    session_measurements: list[dict] = field(default_factory=list)
+    #: the MeasurementBlocks read (``measurements`` renders them for the report)
+    measurement_blocks: tuple = ()
+    session_measurement_blocks: tuple = ()
     measurement_count: int | None = None
     signatures: list[SignatureRecord] = field(default_factory=list)
     session: dict | None = None
@@ -201,6 +202,16 @@ class AuthReport:
     error_step: str | None = None
     authenticated: bool = False
     _exc: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def measurements(self) -> list[dict]:
+        """The measurement blocks read, as JSON-ready dicts (rendered when first read)."""
+        return _rendered(self.__dict__, "_measurements", self.measurement_blocks)
+
+    @property
+    def session_measurements(self) -> list[dict]:
+        """The blocks read inside the secured session, as JSON-ready dicts."""
+        return _rendered(self.__dict__, "_session_measurements", self.session_measurement_blocks)
 
     def check(self, name: str, ok: bool, reason: str, *, skipped: bool = False) -> CheckResult:
         c = CheckResult(name, ok, reason, skipped)
@@ -271,3 +282,11 @@ class AuthReport:
             "session": self.session,
             "error": self.error,
         }
+
+
+def _rendered(store: dict, key: str, blocks: tuple) -> list[dict]:
+    """``[b.to_dict() for b in blocks]``, kept in ``store`` while ``blocks`` is the same tuple."""
+    cached = store.get(key)
+    if cached is None or cached[0] is not blocks:
+        cached = store[key] = (blocks, [b.to_dict() for b in blocks])
+    return cached[1]

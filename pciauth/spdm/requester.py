@@ -223,7 +223,7 @@ class Requester:
             report.check("challenge", False, "no CHALLENGE: the device has no CHAL_CAP or no certificate", skipped=True)
         if cfg.measurements and self.cap("MEAS_CAP"):
             self.step = "measurements"
-            report.measurements, report.measurement_count = self._measure(report, None)
+            report.measurement_blocks, report.measurement_count = self._measure(report, None)
             self._check_summary(report)
         if cfg.session:
             self.step = "session"
@@ -550,7 +550,7 @@ class Requester:
             parse_opaque(self.version, opaque)
 
     # --- measurements ---
-    def _measure(self, report: AuthReport, session: Any) -> tuple[list[dict], int]:
+    def _measure(self, report: AuthReport, session: Any) -> tuple[tuple, int]:
         return requester_measurements.measure(self, report, session)
 
     def random(self, n: int) -> bytes:

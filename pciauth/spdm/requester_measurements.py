@@ -17,7 +17,7 @@ from pciauth.spdm.measurements import MeasurementBlock, parse_record, summary_in
 from pciauth.spdm.report import AuthReport
 
 
-def measure(req: Any, report: AuthReport, session: Any) -> tuple[list[dict], int]:
+def measure(req: Any, report: AuthReport, session: Any) -> tuple[tuple[MeasurementBlock, ...], int]:
     """Count, then fetch measurements (signed on the last request when the device can sign)."""
     v = req.version
     m = bytearray()
@@ -73,7 +73,7 @@ def measure(req: Any, report: AuthReport, session: Any) -> tuple[list[dict], int
         report.check(name, True, f"{len(blocks)} block(s), signature verified")
     else:
         report.check(name, True, f"{len(blocks)} block(s), unsigned (device has no signing MEAS_CAP)")
-    return [b.to_dict() for b in blocks], count
+    return tuple(blocks), count
 
 def check_digest_sizes(req: Any, blocks: list) -> None:
     base = C.MEAS_HASH_TO_BASE_HASH.get(req.meas_hash_bit)
@@ -91,8 +91,7 @@ def check_summary(req: Any, report: AuthReport) -> None:
     stype, summary = req.summary
     if stype != C.MEAS_SUMMARY_ALL or req.config.measurement_indices is not None:
         return
-    blocks = [MeasurementBlock(m["index"], 1, 0, b"", bytes.fromhex(m["raw"])) for m in report.measurements]
-    expect = A.hash_bytes(req.hash_bit, summary_input(blocks, stype, req.version))
+    expect = A.hash_bytes(req.hash_bit, summary_input(report.measurement_blocks, stype, req.version))
     ok = expect == summary
     report.check("measurement_summary", ok, "CHALLENGE_AUTH summary hash matches the measurements read"
                  if ok else "CHALLENGE_AUTH summary hash differs from the measurements read afterwards "

@@ -89,7 +89,7 @@ def run_session(req: Any, report: AuthReport) -> None:
                                   f"{A.describe_aead(req.aead_bit)})")
     if cfg.session_measurements and req.cap("MEAS_CAP"):
         req.step = "session_measurements"
-        report.session_measurements, _ = req._measure(report, session)
+        report.session_measurement_blocks, _ = req._measure(report, session)
     req.step = "end_session"
     req.t.on_request(C.Code.END_SESSION)
     M.EndSessionAck.parse(req.exchange(M.EndSession(v).encode(), C.Code.END_SESSION_ACK, session=session))

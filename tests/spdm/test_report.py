@@ -85,3 +85,17 @@ def test_exception_is_the_failure_that_stopped_the_run():
     exc = SpdmError("stopped")
     r.fail("digests", exc)
     assert r.exception is exc
+
+
+def test_measurements_render_from_the_blocks_read_once():
+    from pciauth.spdm.measurements import make_block
+
+    r = AuthReport()
+    assert r.measurements == [] and r.to_dict()["measurements"] == []
+    r.measurement_blocks = (make_block(1, 1, b"rom", raw=True), make_block(2, 2, bytes(32), raw=False))
+    first = r.measurements
+    assert [m["index"] for m in first] == [1, 2] and first[0]["value"] == b"rom".hex()
+    assert r.measurements is first  # rendered once
+    r.measurement_blocks = r.measurement_blocks[:1]  # a new read renders again
+    assert [m["index"] for m in r.measurements] == [1]
+    assert r.to_dict()["measurements"] == r.measurements and r.session_measurements == []
