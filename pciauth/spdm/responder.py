@@ -196,7 +196,8 @@ class Responder(HandlerMixin):
 
     # --- the one entry point ---
     def handle(self, message: bytes, *, secured: bool = False) -> bytes:
-        """Answer one request; never raises for anything the peer sends."""
+        """Answer one request; never raises for anything the peer sends (a ``strict`` responder
+        lets its own bugs through)."""
         try:
             if type(message) is not bytes:
                 message = bytes(message)
@@ -209,12 +210,39 @@ class Responder(HandlerMixin):
             return self._error(C.ErrorCode.UNSPECIFIED, 0, note=str(exc))
 
     def _answer(self, message: bytes, session: Any) -> bytes:
+        """Dispatch one request to its handler after the checks every request gets (length,
+        negotiation step, version, session); a RequestError becomes the ERROR it names."""
+        code = message[1] if len(message) >= 2 else -1
         try:
-            code, response = self._dispatch(message, session)
+            if len(message) < 4:
+                raise RequestError(C.ErrorCode.INVALID_REQUEST)
+            version = message[0]
+            entry = self.HANDLERS.get(code)
+            if entry is None:
+                if code != _RESPOND_IF_READY:
+                    raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, code)
+                response = self._respond_if_ready(parse_header(message))
+            else:
+                method, min_state = entry
+                if session is not None and not session.established and code != _FINISH:
+                    raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
+                if code == _GET_VERSION:
+                    if version != C.V10:
+                        raise RequestError(C.ErrorCode.VERSION_MISMATCH)
+                elif self.state < min_state:
+                    raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
+                elif code == _GET_CAPABILITIES:
+                    if version not in self.config.versions:
+                        raise RequestError(C.ErrorCode.VERSION_MISMATCH)
+                elif version != self.version:
+                    raise RequestError(C.ErrorCode.VERSION_MISMATCH)
+                if self._delayed and code in self._delayed:
+                    self._not_ready(code, method, message, session)
+                # the instance attribute first: tests replace a handler on one responder
+                response = getattr(self, method)(message, session)
             if self.req_transfer_size and len(response) > self.req_transfer_size:
                 raise RequestError(C.ErrorCode.RESPONSE_TOO_LARGE)  # CHUNK_GET is not implemented
         except RequestError as e:
-            code = message[1] if len(message) >= 2 else -1
             response = self._error(e.code, e.data, e.extended, version=e.version)
         if self.adversary.rows:
             return self.adversary.response(self, code, message, response)
@@ -226,36 +254,14 @@ class Responder(HandlerMixin):
             version = self.version if self.state >= AFTER_CAPABILITIES else C.V10
         return ErrorResponse(version, code, data, extended).encode()
 
-    def _dispatch(self, message: bytes, session: Any) -> tuple[int, bytes]:
-        if len(message) < 4:
-            raise RequestError(C.ErrorCode.INVALID_REQUEST)
-        version, code = message[0], message[1]
-        entry = self.HANDLERS.get(code)
-        if entry is None:
-            if code == _RESPOND_IF_READY:
-                return code, self._respond_if_ready(parse_header(message))
-            raise RequestError(C.ErrorCode.UNSUPPORTED_REQUEST, code)
-        method, min_state = entry
-        if session is not None and not session.established and code != _FINISH:
-            raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
-        if code == _GET_VERSION:
-            if version != C.V10:
-                raise RequestError(C.ErrorCode.VERSION_MISMATCH)
-        elif self.state < min_state:
-            raise RequestError(C.ErrorCode.UNEXPECTED_REQUEST)
-        elif code == _GET_CAPABILITIES:
-            if version not in self.config.versions:
-                raise RequestError(C.ErrorCode.VERSION_MISMATCH)
-        elif version != self.version:
-            raise RequestError(C.ErrorCode.VERSION_MISMATCH)
-        if self._delayed and code in self._delayed:
-            self._delayed.discard(code)
-            response = getattr(self, method)(message, session)
-            token = (len(self.pending) + 1) & 0xFF
-            self.pending = {code: (token, response)}
-            ext = bytes((2, code, token, 2))  # RDTExponent 2 (RDT 4 us), RDTM 2
-            raise RequestError(C.ErrorCode.RESPONSE_NOT_READY, 0, ext)
-        return code, getattr(self, method)(message, session)  # instance attribute first (tests patch it)
+    def _not_ready(self, code: int, method: str, message: bytes, session: Any) -> None:
+        """``not_ready_once``: compute the answer, keep it for RESPOND_IF_READY, say ResponseNotReady."""
+        self._delayed.discard(code)
+        response = getattr(self, method)(message, session)
+        token = (len(self.pending) + 1) & 0xFF
+        self.pending = {code: (token, response)}
+        ext = bytes((2, code, token, 2))  # RDTExponent 2 (RDT 4 us), RDTM 2
+        raise RequestError(C.ErrorCode.RESPONSE_NOT_READY, 0, ext)
 
     def _respond_if_ready(self, h: Any) -> bytes:
         if h.version != self.version:

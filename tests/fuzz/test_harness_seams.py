@@ -24,7 +24,7 @@ def test_responder_harness_reports_an_internal_exception(monkeypatch):
 
     seed = targets_spdm.seeds_responder()[0]
     targets_spdm.fuzz_responder(seed)
-    monkeypatch.setattr(Responder, "_dispatch", _bug)
+    monkeypatch.setattr(Responder, "_get_version", _bug)  # a handler bug
     with pytest.raises(Bug):
         targets_spdm.fuzz_responder(seed)
 
