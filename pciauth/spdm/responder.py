@@ -34,6 +34,7 @@ from pciauth.spdm.responder_handlers import (
     HandlerMixin,
     RequestError,
 )
+from pciauth.spdm.secured import SecuredMessageError, session_id_of
 from pciauth.spdm.transcript import Transcript
 
 # request codes the dispatcher tests on every message (plain module ints: one lookup each)
@@ -273,8 +274,6 @@ class Responder(HandlerMixin):
         return pending[1]
 
     def _handle_secured(self, record: bytes) -> bytes:
-        from pciauth.spdm.secured import SecuredMessageError, session_id_of
-
         try:
             sid = session_id_of(record)
         except Exception:

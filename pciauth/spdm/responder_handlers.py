@@ -14,6 +14,7 @@ from typing import Any
 from pciauth.spdm import algorithms as A
 from pciauth.spdm import constants as C
 from pciauth.spdm import messages as M
+from pciauth.spdm.keyschedule import RESPONDER, SessionKeys
 from pciauth.spdm.measurements import summary_input
 from pciauth.spdm.messages_base import SpdmMalformed
 from pciauth.spdm.messages_session import (
@@ -22,6 +23,7 @@ from pciauth.spdm.messages_session import (
     parse_opaque,
     sm_version_selection,
 )
+from pciauth.spdm.secured import SecuredSession, make_session_id
 from pciauth.spdm.transcript import MAX_TRANSCRIPT, SessionTranscript
 
 NOT_STARTED, AFTER_VERSION, AFTER_CAPABILITIES, NEGOTIATED = range(4)
@@ -307,8 +309,6 @@ class HandlerMixin:
             secret = A.dhe_shared(self.dhe_bit, priv, req.exchange_data)
         except Exception:
             raise RequestError(C.ErrorCode.INVALID_REQUEST)
-        from pciauth.spdm.keyschedule import RESPONDER, SessionKeys
-        from pciauth.spdm.secured import SecuredSession, make_session_id
 
         rsp_sid = int.from_bytes(os.urandom(2), "little") | 1
         sid = make_session_id(req.req_session_id, rsp_sid)
@@ -375,7 +375,6 @@ class HandlerMixin:
         session.established = True
 
         def to_data_phase() -> None:
-            from pciauth.spdm.keyschedule import RESPONDER
 
             session.secured.enter_data_phase(session.keys, role=RESPONDER)
 
