@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pciauth.spdm import algorithms as A
 from pciauth.spdm import constants as C
@@ -82,12 +82,12 @@ class Slot:
         return self._chains["asym"]
 
 
-@dataclass(frozen=True)
-class MeasurementSpec:
+class MeasurementSpec(NamedTuple):
     """One measurement the device reports: sent raw, or as a digest with the negotiated hash.
 
     A device-mode measurement is always sent raw (DSP0274 1.2+ defines its value as a bit field
-    the verifier reads, DMTF SPDM-Responder-Validator case 7.5).
+    the verifier reads, DMTF SPDM-Responder-Validator case 7.5). Immutable (a tuple: a
+    configuration's measurements key the cache of their blocks, hashed on every connection).
     """
 
     index: int
