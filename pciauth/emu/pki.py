@@ -109,8 +109,8 @@ def firmware_measurements(version: str) -> tuple:
     out = []
     for m in DEFAULT_MEASUREMENTS:
         if m.index == 2:
-            m = replace(m, value=f"pciauth emulated device firmware {version}".encode())
+            m = m._replace(value=f"pciauth emulated device firmware {version}".encode())
         elif m.index == 5:
-            m = replace(m, value=version.encode())
+            m = m._replace(value=version.encode())
         out.append(m)
     return tuple(out)
