@@ -24,7 +24,7 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 # --- ERROR, RESPOND_IF_READY --------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class ErrorResponse:
     version: int
     error_code: int
@@ -66,7 +66,7 @@ def respond_if_ready(version: int, request_code: int, token: int) -> bytes:
 # --- GET_VERSION / VERSION ----------------------------------------------------------------------
 _GET_VERSION = bytes((C.V10, C.Code.GET_VERSION, 0, 0))
 
-@dataclass
+@dataclass(slots=True)
 class GetVersion:
     raw: bytes = b""
 
@@ -79,7 +79,7 @@ class GetVersion:
         return cls(r.end())
 
 
-@dataclass
+@dataclass(slots=True)
 class Version:
     #: VersionNumberEntry values (u16: major<<12 | minor<<8 | update<<4 | alpha)
     entries: list[int] = field(default_factory=list)
@@ -126,7 +126,7 @@ _CAPS_12 = Layout(("Reserved", "x"), ("CTExponent", "B"), ("Reserved", "2x"), ("
                   ("DataTransferSize", "I"), ("MaxSPDMmsgSize", "I"))
 
 
-@dataclass
+@dataclass(slots=True)
 class GetCapabilities:
     version: int
     ct_exponent: int = 0
@@ -155,7 +155,7 @@ class GetCapabilities:
         return cls(v, raw=r.end())
 
 
-@dataclass
+@dataclass(slots=True)
 class Capabilities:
     version: int
     ct_exponent: int = 0
@@ -181,7 +181,7 @@ class Capabilities:
 
 
 # --- NEGOTIATE_ALGORITHMS / ALGORITHMS -----------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class AlgStruct:
     """A ReqAlgStruct / RespAlgStruct (1.1+): type, supported (or selected) bits, no external."""
 
@@ -263,7 +263,7 @@ _ALGORITHMS_FIXED = Layout(("MeasurementSpecificationSel", "B"), ("OtherParamsSe
                            ("Reserved", "2x"))
 
 
-@dataclass
+@dataclass(slots=True)
 class NegotiateAlgorithms:
     version: int
     measurement_spec: int = C.MEAS_SPEC_DMTF
@@ -312,7 +312,7 @@ class NegotiateAlgorithms:
         return m
 
 
-@dataclass
+@dataclass(slots=True)
 class Algorithms:
     version: int
     measurement_spec: int = 0

@@ -67,7 +67,7 @@ def measurements(version: int, param1: int, param2: int, number_of_blocks: int, 
 
 
 # --- GET_DIGESTS / DIGESTS ----------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class GetDigests:
     version: int
     raw: bytes = b""
@@ -81,7 +81,7 @@ class GetDigests:
         return cls(h.version, r.end())
 
 
-@dataclass
+@dataclass(slots=True)
 class Digests:
     version: int
     slot_mask: int
@@ -106,7 +106,7 @@ class Digests:
 _GET_CERTIFICATE = Layout(("Offset", "H"), ("Length", "H"))
 _CERTIFICATE = Layout(("PortionLength", "H"), ("RemainderLength", "H"))
 
-@dataclass
+@dataclass(slots=True)
 class GetCertificate:
     version: int
     slot: int
@@ -126,7 +126,7 @@ class GetCertificate:
         return cls(h.version, h.param1 & 0x0F, off, ln, r.end(), attrs)
 
 
-@dataclass
+@dataclass(slots=True)
 class Certificate:
     version: int
     slot: int
@@ -147,7 +147,7 @@ class Certificate:
 
 
 # --- CHALLENGE / CHALLENGE_AUTH ---------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Challenge:
     version: int
     slot: int
@@ -167,7 +167,7 @@ class Challenge:
         return cls(h.version, h.param1, h.param2, nonce, ctx, r.end())
 
 
-@dataclass
+@dataclass(slots=True)
 class ChallengeAuth:
     version: int
     slot: int  # Param1 bits 3:0
@@ -214,7 +214,7 @@ class ChallengeAuth:
 
 
 # --- GET_MEASUREMENTS / MEASUREMENTS -----------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class GetMeasurements:
     version: int
     attributes: int
@@ -250,7 +250,7 @@ _MEASUREMENTS_HEAD = Layout(("NumberOfBlocks", "B"), ("MeasurementRecordLength",
 _MEASUREMENTS_NONCE = Layout(("Nonce", "32s"), ("OpaqueDataLength", "H"))
 
 
-@dataclass
+@dataclass(slots=True)
 class Measurements:
     version: int
     param1: int  # the total number of indices for operation 0

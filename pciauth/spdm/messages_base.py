@@ -143,7 +143,7 @@ class Layout:
 _LAYOUTS: dict[tuple[tuple[str, str], ...], Layout] = {}
 
 
-@dataclass
+@dataclass(slots=True)
 class Header:
     version: int
     code: int

@@ -90,7 +90,7 @@ def find_sm_element(blobs: list[bytes], data_id: int) -> list[int] | None:
 
 
 # --- KEY_EXCHANGE / KEY_EXCHANGE_RSP ----------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class KeyExchange:
     version: int
     summary_type: int
@@ -120,7 +120,7 @@ class KeyExchange:
         return cls(h.version, h.param1, h.param2, sid, rnd, exch, opaque, policy, r.end())
 
 
-@dataclass
+@dataclass(slots=True)
 class KeyExchangeRsp:
     version: int
     heartbeat_period: int
@@ -171,7 +171,7 @@ class KeyExchangeRsp:
 
 
 # --- FINISH / FINISH_RSP -------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Finish:
     version: int
     verify_data: bytes
@@ -193,7 +193,7 @@ class Finish:
         return cls(h.version, vd, sig, h.param2, r.end())
 
 
-@dataclass
+@dataclass(slots=True)
 class FinishRsp:
     version: int
     verify_data: bytes = b""
@@ -210,7 +210,7 @@ class FinishRsp:
 
 
 # --- END_SESSION / END_SESSION_ACK -------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class EndSession:
     version: int
     attributes: int = 0
@@ -225,7 +225,7 @@ class EndSession:
         return cls(h.version, h.param1, r.end())
 
 
-@dataclass
+@dataclass(slots=True)
 class EndSessionAck:
     version: int
     raw: bytes = b""

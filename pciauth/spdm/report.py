@@ -14,7 +14,7 @@ from typing import Any
 from pciauth.errors import DeviceError, ExitCode, PciauthError, VerificationError
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckResult:
     """One verdict: ``ok`` and why; ``skipped`` when the check did not apply."""
 
