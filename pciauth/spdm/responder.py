@@ -40,6 +40,7 @@ from pciauth.spdm.transcript import Transcript
 # request codes the dispatcher tests on every message (plain module ints: one lookup each)
 _GET_VERSION, _GET_CAPABILITIES = C.Code.GET_VERSION, C.Code.GET_CAPABILITIES
 _FINISH, _RESPOND_IF_READY = C.Code.FINISH, C.Code.RESPOND_IF_READY
+_GET_MEASUREMENTS = C.Code.GET_MEASUREMENTS
 
 #: Capabilities of the default responder: certificates, challenge, signed fresh measurements and
 #: encrypted, MAC'd sessions.
@@ -244,6 +245,10 @@ class Responder(HandlerMixin):
             if self.req_transfer_size and len(response) > self.req_transfer_size:
                 raise RequestError(C.ErrorCode.RESPONSE_TOO_LARGE)  # CHUNK_GET is not implemented
         except RequestError as e:
+            if code == _GET_MEASUREMENTS and e.code != C.ErrorCode.RESPONSE_NOT_READY:
+                # L1/L2 starts over after an ERROR to GET_MEASUREMENTS, as libspdm's responder does
+                # (ResponseNotReady keeps the answer, and its exchange, for RESPOND_IF_READY)
+                (session.m if session is not None else self.transcript.m).clear()
             response = self._error(e.code, e.data, e.extended, version=e.version)
         if self.adversary.rows:
             return self.adversary.response(self, code, message, response)

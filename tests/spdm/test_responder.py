@@ -264,3 +264,26 @@ def test_strict_responder_lets_an_internal_error_through():
                 r.handle(M.GetDigests(V).encode())
         else:
             assert error_of(r.handle(M.GetDigests(V).encode())) == E.UNSPECIFIED
+
+
+@pytest.mark.parametrize("in_session", [False, True], ids=["plain", "session"])
+@pytest.mark.parametrize("version", [C.V11, C.V12, C.V13], ids=C.version_str)
+def test_an_error_to_get_measurements_starts_l1_l2_over(version, in_session):
+    """After ERROR to a GET_MEASUREMENTS, the next signed MEASUREMENTS covers only what follows the
+    error (libspdm's responder resets L1/L2 there): a requester that restarts its log verifies."""
+    import os
+
+    from conformance_peer import assert_error, peer
+
+    p = peer(version)
+    slot = p.valid_slots()[0]
+    session = p.open_session(slot) if in_session else None
+    p.ok(M.get_measurements(version, 0, C.MEAS_OP_COUNT, requester_context=p.context()), C.Code.MEASUREMENTS,
+         session)
+    unknown_index = M.get_measurements(version, 0, 0x77, requester_context=p.context())
+    assert_error(p.send(unknown_index, session), version, E.INVALID_REQUEST)
+    signed = M.get_measurements(version, C.MEAS_ATTR_SIGNATURE, 1, os.urandom(32), slot, p.context())
+    resp = p.ok(signed, C.Code.MEASUREMENTS, session)
+    unsigned, signature = resp[: -p.sig_size], resp[-p.sig_size:]
+    prefix = p.vca if version >= C.V12 else b""
+    p.verify(slot, C.CONTEXT_MEASUREMENTS, prefix + signed + unsigned, signature)
