@@ -6,6 +6,12 @@ does what the kernel's driver core would: an address written to ``unbind`` remov
 device's ``driver`` link, one written to ``drivers_probe`` links the device to the
 ``driver_override`` driver (or its native driver), one written to ``bind`` links it.
 It records every action in ``events``.
+
+A real kernel has handled each write when ``write()`` returns; this core handles them in
+its own thread, a step at a time. It keeps the kernel's order: pciauth writes an ``unbind``
+before the ``drivers_probe`` that follows it, so each step takes the probe first and then
+handles the unbind files (which hold every unbind written before that probe) before it.
+Tests that must not race pending writes wait for :meth:`FakeDriverCore.settle`.
 """
 
 from __future__ import annotations
@@ -116,6 +122,9 @@ class FakeDriverCore(threading.Thread):
         self.refuse = refuse or set()  # drivers that never bind
         self.events: list[tuple[str, str, str | None]] = []
         self._stop_event = threading.Event()
+        self._changed = threading.Condition()  # guards the step counts below
+        self._steps_begun = 0
+        self._last_idle_step = 0  # the number of the last step that found nothing to do
 
     def __enter__(self) -> FakeDriverCore:
         self.start()
@@ -126,6 +135,9 @@ class FakeDriverCore(threading.Thread):
         self.join(2)
 
     def _take(self, path: str) -> str | None:
+        """The address written to ``path``, emptying it. (A write between the read and the
+        truncation would be lost; pciauth writes an attribute again only after the effect of
+        its previous write, which this core makes after the truncation.)"""
         try:
             with open(path) as f:
                 text = f.read().strip()
@@ -136,19 +148,6 @@ class FakeDriverCore(threading.Thread):
         open(path, "w").close()
         return text
 
-    @staticmethod
-    def _peek(path: str) -> str | None:
-        try:
-            with open(path) as f:
-                return f.read().strip() or None
-        except OSError:
-            return None
-
-    def _unbind_pending(self, bdf: str) -> bool:
-        """An unbind of ``bdf`` written after this step read the unbind files."""
-        drv = self.fs.driver(bdf)
-        return drv is not None and self._peek(self.fs.path("bus/pci/drivers", drv, "unbind")) == bdf
-
     def _attach(self, bdf: str, driver: str | None) -> None:
         if driver and driver not in self.refuse and os.path.isdir(self.fs.path("bus/pci/drivers", driver)):
             self.fs.link(bdf, driver)
@@ -156,10 +155,20 @@ class FakeDriverCore(threading.Thread):
             if driver == "vfio-pci":
                 os.makedirs(os.path.join(self.fs.dev_path(bdf), "vfio-dev", "vfio0"), exist_ok=True)
 
-    def step(self) -> None:
+    def step(self) -> bool:
+        """Handle the writes pending now, in the kernel's order; True when there were any.
+
+        The probe is taken first: any unbind written before it is then in its file, and is
+        handled before the probe. (Taking the probe after the unbind files lost probes: one
+        written, with its unbind, after the unbind files were read found the device still
+        bound and was dropped, leaving the device on no driver.)
+        """
+        probe = self._take(self.fs.path("bus/pci/drivers_probe"))
+        busy = probe is not None
         drivers_dir = self.fs.path("bus/pci/drivers")
-        for drv in os.listdir(drivers_dir):
+        for drv in sorted(os.listdir(drivers_dir)):
             bdf = self._take(os.path.join(drivers_dir, drv, "unbind"))
+            busy |= bdf is not None
             if bdf and self.fs.driver(bdf) == drv:
                 self.fs.link(bdf, None)
                 self.events.append(("unbind", bdf, drv))
@@ -168,20 +177,35 @@ class FakeDriverCore(threading.Thread):
                     os.rmdir(os.path.join(vfio_dev, "vfio0"))
                     os.rmdir(vfio_dev)
             bdf = self._take(os.path.join(drivers_dir, drv, "bind"))
+            busy |= bdf is not None
             if bdf and self.fs.driver(bdf) is None:
                 self._attach(bdf, drv)
-        probe = self.fs.path("bus/pci/drivers_probe")
-        pending = self._peek(probe)
-        if pending and self._unbind_pending(pending):
-            return  # the kernel handles writes in order: the unbind first, next step the probe
-        bdf = self._take(probe)
-        if bdf and self.fs.driver(bdf) is None:
-            self._attach(bdf, self.fs.override(bdf) or self.fs.native.get(bdf))
+        if probe and self.fs.driver(probe) is None:
+            self._attach(probe, self.fs.override(probe) or self.fs.native.get(probe))
+        return busy
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until every write made before this call is handled (the kernel's ``write()``
+        returning); False after ``timeout`` seconds (the core is stopped or starved).
+
+        Settled means a step that began after the call found nothing to do: a step already
+        running may have read the files before the caller's last writes.
+        """
+        with self._changed:
+            began = self._steps_begun
+            return self._changed.wait_for(lambda: self._last_idle_step > began, timeout)
 
     def run(self) -> None:
         while not self._stop_event.is_set():
+            with self._changed:
+                self._steps_begun += 1
+                number = self._steps_begun
             try:
-                self.step()
+                busy = self.step()
             except OSError:
-                pass
+                busy = True  # a file vanished mid-step (a test removing the device): not idle
+            if not busy:
+                with self._changed:
+                    self._last_idle_step = number
+                    self._changed.notify_all()
             time.sleep(self.interval)

@@ -379,9 +379,9 @@ def test_signal_during_restore_after_failed_bind_waits_for_the_restore(env, core
 
     def never_bound(binding, timeout):
         # A real kernel has done the unbind and the probe when those writes return; the fake
-        # driver core polls, so let it catch up first (else restore races its pending writes).
-        settled = vbind.wait_until(lambda: env.driver(BDF) == "vfio-pci", 10)
-        assert settled, "the fake driver core never handled the bind's writes"
+        # driver core handles them in its thread: wait until it has (restore must not race them).
+        assert core.settle(10), "the fake driver core never handled the bind's writes"
+        assert env.driver(BDF) == "vfio-pci"  # the failed bind had changed the device
         raise BindError("vfio-pci did not take it", device=binding.device, step="WaitVfioBound")
 
     def restore_with_interruption(entry, **kw):
