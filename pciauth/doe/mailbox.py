@@ -9,7 +9,9 @@ emulated device. The rules it follows are the kernel's (drivers/pci/doe.c), made
 - abort once before the first exchange, and after any ERROR or timeout;
 - wait (bounded) for BUSY to clear before writing;
 - poll DATA_OBJECT_READY within the 1 s spec timeout (``timeout``), spinning briefly, then
-  backing off (:mod:`pciauth.doe.polling`);
+  backing off (:mod:`pciauth.doe.polling`); ``clock`` and ``sleep`` (the real
+  ``time.monotonic`` and ``time.sleep`` by default) are what that polling reads and waits with,
+  so tests and fuzz harnesses run a wedged mailbox's timeouts on a fake clock, instantly;
 - every length from the device is checked: 0 means 2^18 dwords, anything above
   ``max_object_dwords`` is refused before a single payload dword is read;
 - the response's vendor and type must be the request's; DATA_OBJECT_READY must still be set
@@ -19,6 +21,8 @@ emulated device. The rules it follows are the kernel's (drivers/pci/doe.c), made
 from __future__ import annotations
 
 import struct
+import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from pciauth.doe.polling import DEFAULT_BACKOFF, Backoff, poll_until
@@ -117,6 +121,14 @@ def dwords_to_bytes(dwords: list[int]) -> bytes:
     return struct.pack(f"<{len(dwords)}I", *dwords)
 
 
+def _idle(status: int) -> bool:
+    return not status & (STATUS_BUSY | STATUS_ERROR | STATUS_READY)
+
+
+def _ready_or_error(status: int) -> bool:
+    return bool(status & (STATUS_READY | STATUS_ERROR))
+
+
 class DoeMailbox:
     """One DOE mailbox at ``offset`` in ``cfg``.
 
@@ -134,9 +146,17 @@ class DoeMailbox:
         max_object_dwords: int = DEFAULT_MAX_OBJECT_DWORDS,
         backoff: Backoff = DEFAULT_BACKOFF,
         version: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``version``: the capability version when the offset comes from another view of
-        config space (sysfs, for a VFIO config region that hides the DOE header)."""
+        config space (sysfs, for a VFIO config region that hides the DOE header).
+
+        ``clock`` (seconds, monotonic) and ``sleep(seconds)`` time every wait on the mailbox
+        (``timeout`` is measured on ``clock``); pass a fake pair to test timeouts without waiting.
+        A fake ``clock`` must move forward a little on every reading, as a real one does between
+        polls: the polling spins (no sleep) for its first microseconds.
+        """
         if not 2 <= max_object_dwords <= MAX_OBJECT_DWORDS:
             raise UsageError(f"max_object_dwords must be 2..{MAX_OBJECT_DWORDS}, not {max_object_dwords}")
         if timeout <= 0:
@@ -151,6 +171,8 @@ class DoeMailbox:
         self.timeout = timeout
         self.max_object_dwords = max_object_dwords
         self.backoff = backoff
+        self.clock = clock
+        self.sleep = sleep
         if version is None:
             header = cfg.read32(offset + REG_HEADER)
             if header & 0xFFFF != PCI_EXT_CAP_ID_DOE:
@@ -171,16 +193,15 @@ class DoeMailbox:
     def _status(self) -> int:
         return self.cfg.read32(self.offset + REG_STATUS)
 
+    def _poll(self, done: Callable[[int], bool]) -> tuple[bool, int, int]:
+        """Poll STATUS until ``done(status)`` or the timeout: ``(satisfied, status, polls)``."""
+        return poll_until(self._status, done, self.timeout, self.backoff, clock=self.clock, sleep=self.sleep)
+
     # -- abort -----------------------------------------------------------------------------
     def abort(self) -> None:
         """Abort whatever the mailbox is doing and wait (bounded) until it is idle."""
         self.cfg.write32(self.offset + REG_CTRL, CTRL_ABORT)
-        idle, status, _ = poll_until(
-            self._status,
-            lambda s: not s & (STATUS_BUSY | STATUS_ERROR | STATUS_READY),
-            self.timeout,
-            self.backoff,
-        )
+        idle, status, _ = self._poll(_idle)
         self._aborted_once = True
         if not idle:
             raise DoeTimeout(
@@ -239,12 +260,7 @@ class DoeMailbox:
         return dwords_to_bytes(self.exchange_dwords(vendor, type_, bytes_to_dwords(payload)))
 
     def _wait_idle(self) -> None:
-        ok, status, _ = poll_until(
-            self._status,
-            lambda s: not s & (STATUS_BUSY | STATUS_ERROR | STATUS_READY),
-            self.timeout,
-            self.backoff,
-        )
+        ok, status, _ = self._poll(_idle)
         if ok:
             return
         if status & STATUS_BUSY:
@@ -257,9 +273,7 @@ class DoeMailbox:
         self.abort()
 
     def _wait_ready(self) -> None:
-        ok, status, _ = poll_until(
-            self._status, lambda s: s & (STATUS_READY | STATUS_ERROR), self.timeout, self.backoff
-        )
+        ok, status, _ = self._poll(_ready_or_error)
         if ok and status & STATUS_ERROR:
             raise self._fail(DoeError, f"the device set ERROR for the request (status 0x{status:08x})")
         if not ok:

@@ -82,34 +82,16 @@ class RecordingConfig(ConfigSpace):
         self.inner._write(offset, width, value)
 
 
-_UNDO: list = []  # (module, attribute, original value) of every patch, for unpatch()
+#: DOE polling runs on a fake clock (the mailbox's ``clock``/``sleep`` seam): a wedged mailbox
+#: times out at once, and the timeouts stay checked (FakeClock refuses absurd sleeps).
+DOE_CLOCK = FakeClock()
 
 
-def unpatch() -> None:
-    """Undo the fake clocks (a test process that runs other tests afterwards calls this)."""
+def reset() -> None:
+    """Close the cached DMA world (a test process that runs other tests afterwards calls this)."""
     if _dma_world.cache_info().currsize:
         _dma_world()[0].close()
-    while _UNDO:
-        mod, name, value = _UNDO.pop()
-        setattr(mod, name, value)
-    _patch_doe_clock.cache_clear()
     _dma_world.cache_clear()
-
-
-def _patch(mod, name: str, value) -> None:
-    _UNDO.append((mod, name, getattr(mod, name)))
-    setattr(mod, name, value)
-
-
-@functools.lru_cache(maxsize=1)
-def _patch_doe_clock() -> FakeClock:
-    """DOE polling runs on a fake clock: a wedged mailbox times out at once, timeouts stay checked."""
-    from pciauth.doe import mailbox as MB
-    from pciauth.doe import polling
-
-    clock = FakeClock()
-    _patch(MB, "poll_until", functools.partial(polling.poll_until, clock=clock.monotonic, sleep=clock.sleep))
-    return clock
 
 
 DOE_OFFSET = 0x100
@@ -120,8 +102,8 @@ def _doe_session(cfg: ConfigSpace) -> None:
     from pciauth.doe.mailbox import DoeMailbox
     from pciauth.doe.transport import DoeTransport
 
-    _patch_doe_clock()
-    mb = DoeMailbox(cfg, DOE_OFFSET, timeout=0.05, max_object_dwords=1 << 10)  # fake clock: 25 polls
+    mb = DoeMailbox(cfg, DOE_OFFSET, timeout=0.05, max_object_dwords=1 << 10,  # fake clock: 25 polls
+                    clock=DOE_CLOCK.monotonic, sleep=DOE_CLOCK.sleep)
     ops = (mb.discover, lambda: mb.exchange_object(1, 1, GET_VERSION),
            lambda: DoeTransport(mb).exchange(GET_VERSION), mb.abort)
     for op in ops:
@@ -299,13 +281,11 @@ class HostileBar:
 
 @functools.lru_cache(maxsize=1)
 def _dma_world():
-    from pciauth.dma import drivers as DR
     from pciauth.dma.iova import Threshold
     from pciauth.dma.session import DmaSession
     from pciauth.emu.iommu import EmulatedIommu
 
-    clock = FakeClock()
-    _patch(DR, "time", clock)  # wait_for() polls on the fake clock
+    clock = FakeClock()  # the drivers' waits run on it (DriverContext.clock/sleep)
     session = DmaSession(EmulatedIommu(), threshold=Threshold.parse("1G"))
     return session, clock
 
@@ -317,13 +297,14 @@ def fuzz_dma_drivers(data: bytes) -> None:
     from pciauth.dma.drivers.emu import EmuDmaDriver
     from pciauth.dma.drivers.nvme import NvmeDriver
 
-    session, _clock = _dma_world()
+    session, clock = _dma_world()
     s = Stream(data)
     kind = s.u8() % 3
     bar = HostileBar(s)
     cls = (NvmeDriver, EduDriver, EmuDmaDriver)[kind]
     cfg = BytesConfigSpace(bytes(256), name="fuzz")
-    ctx = DriverContext("fuzz", bar, cfg, session, 0x1B36, 0x0010, 0x010802)
+    ctx = DriverContext("fuzz", bar, cfg, session, 0x1B36, 0x0010, 0x010802,
+                        clock=clock.monotonic, sleep=clock.sleep)
     drv = cls(ctx)
     bar.driver = drv
     bufs = [session.alloc(4096), session.alloc(4096)]

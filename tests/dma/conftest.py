@@ -15,6 +15,36 @@ from pciauth.dma.session import DmaSession
 from pciauth.emu.dma_engine import DmaEngine
 from pciauth.emu.iommu import EmulatedIommu
 
+
+class FakeClock:
+    """Fake time for ``DriverContext(clock=, sleep=)``: sleeping advances it at once, so a driver
+    timeout of seconds takes none; each reading ticks 1 us, as a real poll costs time."""
+
+    TICK = 1e-6
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        self.now += self.TICK
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0, f"sleep({seconds})"
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def seam(self) -> dict:
+        """The keyword arguments that put a DriverContext (or wait_for) on this clock."""
+        return {"clock": self.monotonic, "sleep": self.sleep}
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
 #: The threshold most tests use: private [0, 1 GiB), shared [1 GiB, top).
 X_1G = Threshold.parse("1G")
 

@@ -175,6 +175,22 @@ def test_driver_times_out_when_done_never_comes(emu_driver, engine, monkeypatch)
         emu_driver.copy(0x1000, 0x2000, 16, timeout=0.05)
 
 
+def test_driver_waits_on_the_context_clock(engine, session, fake_clock, monkeypatch):
+    """The default 5 s timeout, on a fake clock: reached at once, after 5 simulated seconds."""
+    import time
+
+    from pciauth.dma.drivers import DmaTimeout, DriverContext
+    from pciauth.dma.drivers.emu import EmuDmaDriver
+
+    monkeypatch.setattr(engine, "_run", lambda: None)
+    drv = EmuDmaDriver(DriverContext("emu:test", engine, None, session, emulated=True, **fake_clock.seam()))
+    t0 = time.monotonic()
+    with drv, pytest.raises(DmaTimeout, match="timed out after 5 s waiting for the emulated DMA engine"):
+        drv.copy(0x1000, 0x2000, 16)
+    assert 5.0 <= fake_clock.now < 5.01
+    assert time.monotonic() - t0 < 1.0
+
+
 @pytest.mark.parametrize("slots", [0, 121, 255])
 def test_driver_checks_the_slot_count_against_the_bar(session, engine, slots):
     from pciauth.dma.drivers import DriverContext

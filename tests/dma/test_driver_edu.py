@@ -26,11 +26,12 @@ def edu_session(iommu):
         yield s
 
 
-def make(iommu, session, **kw):
+def make(iommu, session, clock=None, **kw):
     model = EduModel(iommu, **kw)
     cfg = BytesConfigSpace(bytes(256), name="edu")
     cfg.write16(PCI_COMMAND, 0x0003)
-    drv = EduDriver(DriverContext("0000:00:04.0", model, cfg, session, 0x1234, 0x11E8))
+    seam = clock.seam() if clock is not None else {}
+    drv = EduDriver(DriverContext("0000:00:04.0", model, cfg, session, 0x1234, 0x11E8, **seam))
     return model, cfg, drv
 
 
@@ -100,6 +101,16 @@ def test_stuck_dma_times_out(iommu, edu_session):
     m = edu_session.alloc(4096)
     with drv, pytest.raises(DmaTimeout, match="edu DMA"):
         drv.copy(m.iova, m.iova, 16, timeout=0.05)
+
+
+def test_stuck_dma_times_out_on_the_context_clock(iommu, edu_session, fake_clock):
+    """The 5 s default timeout on a fake clock; the back-off runs 5 ms doubling to 20 ms."""
+    model, cfg, drv = make(iommu, edu_session, clock=fake_clock, stuck=True)
+    m = edu_session.alloc(4096)
+    with drv, pytest.raises(DmaTimeout, match="timed out after 5 s waiting for the edu DMA"):
+        drv.copy(m.iova, m.iova, 16)
+    assert 5.0 <= fake_clock.now < 5.01
+    assert fake_clock.sleeps[:3] == [0.005, 0.01, 0.02] and max(fake_clock.sleeps) == 0.02
 
 
 def test_not_an_edu(iommu, edu_session):

@@ -21,11 +21,12 @@ from pciauth.errors import MalformedData
 from pciauth.pci.config import BytesConfigSpace
 
 
-def make(iommu, session, expect_serial=None, **kw):
+def make(iommu, session, expect_serial=None, clock=None, **kw):
     model = NvmeModel(iommu, **kw)
     cfg = BytesConfigSpace(bytes(256), name="nvme")
+    seam = clock.seam() if clock is not None else {}
     ctx = DriverContext("0000:00:05.0", model, cfg, session, 0x1B36, 0x0010, 0x010802,
-                        options={"expect_serial": expect_serial} if expect_serial else {})
+                        options={"expect_serial": expect_serial} if expect_serial else {}, **seam)
     return model, cfg, NvmeDriver(ctx)
 
 
@@ -99,10 +100,13 @@ def test_wrong_command_id(iommu, session):
         drv.identify(buf.iova)
 
 
-def test_controller_never_ready_times_out_after_cap_to(iommu, session):
-    model, cfg, drv = make(iommu, session, never_ready=True, to=1)
-    with pytest.raises(DmaTimeout, match="become ready"):
+@pytest.mark.parametrize("to", [1, 20, 255])
+def test_controller_never_ready_times_out_after_cap_to(iommu, session, fake_clock, to):
+    """CAP.TO is in 500 ms units: up to 127.5 s, simulated on the context's fake clock."""
+    model, cfg, drv = make(iommu, session, clock=fake_clock, never_ready=True, to=to)
+    with pytest.raises(DmaTimeout, match=f"timed out after {to * 0.5:g} s.*become ready"):
         drv.start()
+    assert to * 0.5 <= fake_clock.now < to * 0.5 + 0.01
     drv.close()
     assert session.mappings == []
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pciauth.doe import CMA, DoeMailbox, DoeTransport, find_mailbox, open_mailboxes
 from pciauth.doe.mailbox import (
     MAX_OBJECT_DWORDS,
+    SPEC_TIMEOUT,
     STATUS_BUSY,
     STATUS_ERROR,
     STATUS_READY,
@@ -19,9 +20,9 @@ from pciauth.doe.mailbox import (
     object_header,
 )
 from pciauth.emu.doe import EmulatedDoe
-from pciauth.errors import DoeError, MalformedData, NotFoundError, UsageError
+from pciauth.errors import DoeError, DoeTimeout, MalformedData, NotFoundError, UsageError
 
-from .conftest import cma_mailbox, make_device
+from .conftest import FakeClock, cma_mailbox, make_device
 
 
 def test_length_field_zero_means_2_to_the_18():
@@ -194,13 +195,15 @@ def test_hostile_mailbox_raises_only_pciauth_errors(status_seq, read_seq):
     cfg = EmulatedConfigSpace("fuzz")
     hook = FuzzDoe(status_seq, read_seq)
     cfg.add_hook(0x100, 0x18, hook)
-    mb = DoeMailbox(cfg, 0x100, timeout=0.01, max_object_dwords=64)
+    fake = FakeClock()  # the spec timeout, simulated: every path that waits is reached at once
+    mb = DoeMailbox(cfg, 0x100, max_object_dwords=64, **fake.seam())
     t0 = time.monotonic()
     try:
         out = mb.exchange_object(1, 1, b"abcd")
     except PciauthError:
         out = b""
-    # Never a hang: at most a few timeouts (idle wait, ready wait, aborts) plus the reads.
+    # Never a hang: at most a few timeouts (first abort, idle wait, ready wait, their aborts).
+    assert fake.slept <= 5 * SPEC_TIMEOUT
     assert time.monotonic() - t0 < 0.5
     assert len(out) <= 62 * 4
 
@@ -256,3 +259,40 @@ def test_discover_returns_vendor_type_pairs(mailbox):
     assert (1, 1) in pairs and all(len(p) == 2 for p in pairs)
     vendor, type_ = pairs[0]
     assert (vendor, type_) == (1, 0)
+
+
+# -- the clock seam: timeouts on a fake clock, measured in simulated seconds -------------------
+@pytest.mark.parametrize("fault,words", [("stuck_busy", "stayed BUSY for 1 s after GO"),
+                                         ("never_ready", r"DATA_OBJECT_READY never set\) within 1 s")])
+def test_spec_timeout_runs_on_the_mailbox_clock(fault, words):
+    """A wedged mailbox times out after the 1 s spec timeout of *its* clock, aborts, and works
+    again; with a fake clock that takes no real time."""
+    fake = FakeClock()
+    dev = make_device(0, fault=fault, fault_after=3)  # discovery takes the first 3 exchanges
+    mb = cma_mailbox(dev, **fake.seam())
+    assert (mb.clock, mb.sleep) == (fake.monotonic, fake.sleep)
+    t0, start = time.monotonic(), fake.now
+    with pytest.raises(DoeTimeout, match=words):
+        mb.exchange_object(1, 1, b"x")
+    assert SPEC_TIMEOUT <= fake.now - start < 2 * SPEC_TIMEOUT  # the timeout, then the abort's bound
+    assert time.monotonic() - t0 < 0.5
+    assert mb.exchange_object(1, 1, b"x")[:2] == b"Px"
+
+
+def test_wedged_abort_times_out_on_the_mailbox_clock():
+    """An abort that never completes (BUSY forever) is a DoeTimeout after ``timeout`` fake seconds."""
+    from pciauth.emu.config import EmulatedConfigSpace
+
+    fake = FakeClock()
+    cfg = EmulatedConfigSpace("wedged")
+    cfg.add_hook(0x100, 0x18, FuzzDoe([STATUS_BUSY] * 100_000, []))
+    mb = DoeMailbox(cfg, 0x100, timeout=30.0, **fake.seam())
+    with pytest.raises(DoeTimeout, match="abort did not complete within 30 s"):
+        mb.abort()
+    assert 30.0 <= fake.now < 30.1
+
+
+def test_open_mailboxes_passes_the_clock_on():
+    fake = FakeClock()
+    for mb in open_mailboxes(make_device(1).config, **fake.seam()):
+        assert (mb.clock, mb.sleep) == (fake.monotonic, fake.sleep)

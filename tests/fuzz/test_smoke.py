@@ -29,11 +29,11 @@ def _where(sig: str) -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _restore_clocks():
+def _close_dma_world():
     yield
     import targets_hw
 
-    targets_hw.unpatch()
+    targets_hw.reset()
 
 
 def test_every_target_is_listed():

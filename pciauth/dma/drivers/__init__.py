@@ -10,6 +10,11 @@ its config space, the :class:`~pciauth.dma.session.DmaSession`) and offers:
 
 ``dma_limit`` is one past the highest IOVA the device can address (its DMA mask).
 
+Drivers wait for the device with :meth:`DmaDriver.wait_until` (:func:`wait_for` with the
+context's clock): ``DriverContext.clock`` and ``DriverContext.sleep`` are the real
+``time.monotonic`` and ``time.sleep`` unless a test or fuzz harness passes a fake pair, which
+turns a device that never finishes into an instant, still checked, timeout.
+
 The table :data:`DRIVERS` is probed in order by vendor/device ID, class code, or "emulated";
 add a row (and a module) for a new device.
 """
@@ -58,6 +63,9 @@ class DriverContext:
     class_code: int | None = None
     emulated: bool = False
     options: dict = field(default_factory=dict)
+    #: What every wait on the device reads (seconds, monotonic) and sleeps with.
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass
@@ -92,6 +100,12 @@ class DmaDriver:
     def close(self) -> None:
         """Leave the device as it was found."""
 
+    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str, *, first: float = 0.0001,
+                   longest: float = 0.01) -> None:
+        """:func:`wait_for` on this device, timed by the context's ``clock`` and ``sleep``."""
+        wait_for(condition, timeout, what, first=first, longest=longest, device=self.ctx.name,
+                 clock=self.ctx.clock, sleep=self.ctx.sleep)
+
     def info(self) -> dict:
         return {"driver": self.name, "can_copy": self.can_copy, "dma_limit": self.dma_limit}
 
@@ -104,15 +118,20 @@ class DmaDriver:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, *, first: float = 0.0001,
-             longest: float = 0.01, device: str | None = None) -> None:
-    """Poll ``condition`` until it holds, backing off from ``first`` to ``longest`` seconds."""
-    deadline = time.monotonic() + timeout
+             longest: float = 0.01, device: str | None = None, clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep) -> None:
+    """Poll ``condition`` until it holds, backing off from ``first`` to ``longest`` seconds.
+
+    ``timeout`` is measured on ``clock`` and the back-off slept with ``sleep`` (the real time
+    functions unless a test passes fakes); :class:`DmaTimeout` names ``what`` when it expires.
+    """
+    deadline = clock() + timeout
     delay = first
     while not condition():
-        now = time.monotonic()
+        now = clock()
         if now >= deadline:
             raise DmaTimeout(f"timed out after {timeout:g} s waiting for {what}", device=device)
-        time.sleep(min(delay, max(0.0, deadline - now)))
+        sleep(min(delay, max(0.0, deadline - now)))
         delay = min(delay * 2, longest)
 
 

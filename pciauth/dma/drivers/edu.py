@@ -14,7 +14,7 @@ device -> RAM. Bus Master is enabled in PCI_COMMAND for the run and restored aft
 
 from __future__ import annotations
 
-from pciauth.dma.drivers import DmaDriver, wait_for
+from pciauth.dma.drivers import DmaDriver
 from pciauth.errors import DmaError
 
 REG_ID = 0x00
@@ -73,8 +73,8 @@ class EduDriver(DmaDriver):
         self.bar.write64(REG_DMA_DST, dst)
         self.bar.write64(REG_DMA_COUNT, count)
         self.bar.write32(REG_DMA_CMD, CMD_START | (CMD_TO_RAM if to_ram else 0))
-        wait_for(lambda: not self.bar.read32(REG_DMA_CMD) & CMD_START, timeout,
-                 "the edu DMA (command bit 0)", first=0.005, longest=0.02, device=self.ctx.name)
+        self.wait_until(lambda: not self.bar.read32(REG_DMA_CMD) & CMD_START, timeout,
+                        "the edu DMA (command bit 0)", first=0.005, longest=0.02)
 
     def _check_iova(self, iova: int, length: int, what: str) -> None:
         if iova < 0 or iova + length > self.dma_limit:

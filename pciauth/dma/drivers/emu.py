@@ -6,7 +6,7 @@ register map in ``docs/dma.md``.
 
 from __future__ import annotations
 
-from pciauth.dma.drivers import DmaDriver, DmaFault, wait_for
+from pciauth.dma.drivers import DmaDriver, DmaFault
 from pciauth.emu import dma_engine as reg
 from pciauth.errors import DmaError
 
@@ -62,7 +62,7 @@ class EmuDmaDriver(DmaDriver):
             return bool(status & reg.STATUS_DONE)
 
         if not status & reg.STATUS_DONE:
-            wait_for(done, timeout, "the emulated DMA engine", device=self.ctx.name)
+            self.wait_until(done, timeout, "the emulated DMA engine")
         if status & reg.STATUS_FAULT:
             addr = self.bar.read64(reg.REG_FAULT_ADDR)
             info = self.bar.read32(reg.REG_FAULT_INFO)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 
-from pciauth.dma.drivers import DeviceWrite, DmaDriver, DmaTimeout, wait_for
+from pciauth.dma.drivers import DeviceWrite, DmaDriver, DmaTimeout
 from pciauth.errors import DmaError, MalformedData
 
 REG_CAP = 0x00
@@ -113,7 +113,7 @@ class NvmeDriver(DmaDriver):
                 raise NvmeError("controller fatal status (CSTS.CFS) while enabling", device=self.ctx.name)
             return bool(csts & CSTS_RDY) == ready
 
-        wait_for(check, max(self.cap["timeout_s"], 0.5), what, first=0.0005, longest=0.01, device=self.ctx.name)
+        self.wait_until(check, max(self.cap["timeout_s"], 0.5), what, first=0.0005, longest=0.01)
 
     # ---- lifecycle ----
     def start(self) -> None:
@@ -200,7 +200,7 @@ class NvmeDriver(DmaDriver):
             return (status & 1) == self.phase
 
         try:
-            wait_for(posted, timeout, "the NVMe completion (phase bit)", device=self.ctx.name)
+            self.wait_until(posted, timeout, "the NVMe completion (phase bit)")
         except DmaTimeout:
             csts = self.bar.read32(REG_CSTS)
             raise DmaTimeout(f"no NVMe completion within {timeout:g} s (CSTS=0x{csts:x})",
