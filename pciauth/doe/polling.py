@@ -23,6 +23,9 @@ class Backoff:
     spin: float = 50e-6
     first_sleep: float = 20e-6
     max_sleep: float = 2e-3
+    #: at most this many polls without sleeping, whatever the clock says (a clock that does not
+    #: move while nothing sleeps, such as a test's fake clock or a coarse one, still ends the spin)
+    max_spins: int = 1000
 
     def delays(self, start: float) -> _DelayIter:
         return _DelayIter(self, start)
@@ -33,9 +36,11 @@ class _DelayIter:
         self.backoff = backoff
         self.start = start
         self.sleep = backoff.first_sleep
+        self.spins = 0
 
     def next_delay(self, now: float) -> float:
-        if now - self.start < self.backoff.spin:
+        if now - self.start < self.backoff.spin and self.spins < self.backoff.max_spins:
+            self.spins += 1
             return 0.0
         delay = self.sleep
         self.sleep = min(self.sleep * 2, self.backoff.max_sleep)

@@ -54,3 +54,11 @@ def test_never_sleeps_past_the_deadline():
     poll_until(lambda: 0, bool, 0.003, Backoff(spin=0, first_sleep=0.002, max_sleep=0.01),
                clock=fc.clock, sleep=fc.sleep)
     assert abs(fc.now - 0.003) < 1e-9
+
+
+def test_a_clock_that_moves_only_when_sleeping_still_times_out():
+    """The spin phase is bounded in polls too: a clock frozen between sleeps cannot make it spin forever."""
+    fc = FakeClock()
+    ok, _, polls = poll_until(lambda: 0, bool, 0.01, Backoff(max_spins=100), clock=fc.clock, sleep=fc.sleep)
+    assert not ok and fc.now >= 0.01
+    assert 100 < polls < 200  # the capped spin, then the sleeping back-off up to the deadline
