@@ -460,8 +460,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="two ECDSA sets only")
     ap.add_argument("--no-socket", action="store_true")
     args = ap.parse_args()
-    # the ratio depends on the interpreter's build: Debian 12's own python3 ran the SPDM code about
-    # a quarter faster than a pyenv CPython 3.11 built with --enable-shared, on the same machine
+    # the ratio depends on the interpreter's build: Debian 12's own python3 ran the SPDM code 10-25%
+    # faster than a pyenv CPython 3.11 built with --enable-shared, on the same machine
     print(f"interpreter: {sys.implementation.name} {sys.version.split()[0]} at {sys.executable}")
     rows, overhead = run_rows(args.rounds, args.repeat, args.quick, not args.no_socket)
     met, pure_met = print_tables(rows, overhead)
