@@ -52,7 +52,9 @@ sides together and for the requester alone, on the "SPDM code alone" figure; the
 which sets pass, by that figure and by the metered one.
 
 Each figure is the lowest of --repeat batches of --rounds handshakes (other processes only add
-time). Exit status 1 when a handshake failed to authenticate.
+time); the judged figure takes 8 x --repeat batches of each kind (its two minima, code and crypto
+layer, then move less than a point between runs on a noisy machine). Exit status 1 when a
+handshake failed to authenticate.
 
     python benchmarks/spdm_auth.py [--rounds N] [--repeat K] [--quick] [--no-socket]
 """
@@ -321,7 +323,7 @@ def run_rows(rounds: int, repeat: int, quick: bool, use_socket: bool) -> tuple[l
         finally:
             made[1]()
         if mode == "memory":
-            pure[label] = pure_codec_state(rcfg, qcfg, rounds, 3 * repeat)
+            pure[label] = pure_codec_state(rcfg, qcfg, rounds, 8 * repeat)
     meter = Meter()
     install(meter)
     overhead = calibrate()
