@@ -253,6 +253,14 @@ def _parse_alg_structs_checked(r: Reader, n: int, what: str) -> list[AlgStruct]:
     return out
 
 
+def _struct_bits(structs: list[AlgStruct], alg_type: int) -> int:
+    """The algorithm bits of the AlgStruct of ``alg_type`` (0 when there is none)."""
+    for s in structs:  # a loop, not next(generator): closing a generator raises GeneratorExit in it
+        if s.alg_type == alg_type:
+            return s.supported
+    return 0
+
+
 #: NEGOTIATE_ALGORITHMS and ALGORITHMS after Length, up to the external algorithm lists
 _NEGOTIATE_FIXED = Layout(("MeasurementSpecification", "B"), ("OtherParamsSupport", "B"), ("BaseAsymAlgo", "I"),
                           ("BaseHashAlgo", "I"), ("Reserved", "12x"), ("ExtAsymCount", "B"),
@@ -276,7 +284,7 @@ class NegotiateAlgorithms:
     raw: bytes = b""
 
     def struct(self, alg_type: int) -> int:
-        return next((s.supported for s in self.structs if s.alg_type == alg_type), 0)
+        return _struct_bits(self.structs, alg_type)
 
     def encode(self) -> bytes:
         body = bytes((self.measurement_spec, self.other_params))
@@ -326,7 +334,7 @@ class Algorithms:
     raw: bytes = b""
 
     def struct(self, alg_type: int) -> int:
-        return next((s.supported for s in self.structs if s.alg_type == alg_type), 0)
+        return _struct_bits(self.structs, alg_type)
 
     def encode(self) -> bytes:
         body = bytes((self.measurement_spec, self.other_params))

@@ -219,7 +219,10 @@ class AuthReport:
         return c
 
     def verdict(self, name: str) -> CheckResult | None:
-        return next((c for c in reversed(self.checks) if c.name == name), None)
+        for c in reversed(self.checks):  # the latest verdict of that name
+            if c.name == name:
+                return c
+        return None
 
     def fail(self, step: str, exc: BaseException) -> None:
         """Record why authentication stopped at ``step``."""
