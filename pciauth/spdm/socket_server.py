@@ -97,7 +97,8 @@ class ResponderServer:
         self._wake_r, self._wake_w = -1, -1
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._clients: dict[int, tuple[socket.socket, threading.Thread]] = {}
+        #: id(conn) -> (conn, the thread serving it, what stop() waits on for it to end)
+        self._clients: dict[int, tuple[socket.socket, threading.Thread, Callable[[float], object]]] = {}
         self._accept_thread: threading.Thread | None = None
         self._serving = False
 
@@ -160,14 +161,14 @@ class ResponderServer:
                 os.write(self._wake_w, b"x")
         with self._lock:
             clients = list(self._clients.values())
-        for conn, _ in clients:
+        for conn, _, _ in clients:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
         if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
             self._accept_thread.join(timeout)
-        for _, thread in clients:
+        for _, thread, wait in clients:
             if thread is not threading.current_thread():
-                thread.join(timeout)
+                wait(timeout)
         if not self._serving:  # else the accept loop closes it on its way out
             self._close_listener()
 
@@ -212,7 +213,7 @@ class ResponderServer:
                 conn.close()
             return
         thread = threading.Thread(target=self._serve, args=(conn, peer), name=f"pciauth-conn-{peer}", daemon=True)
-        self._register(conn, thread)
+        self._register(conn, thread, thread.join)
         thread.start()
 
     def serve_connection(self, conn: socket.socket, peer: Any = "socket") -> None:
@@ -225,14 +226,19 @@ class ResponderServer:
         accepted elsewhere or a test double (``recv``/``sendall``/``setsockopt``/``settimeout``/
         ``close``) works.
         """
-        self._register(conn, threading.current_thread())
-        self._serve(conn, peer)
+        # stop() waits for this connection to end, not for the calling thread (it runs on)
+        done = threading.Event()
+        self._register(conn, threading.current_thread(), done.wait)
+        try:
+            self._serve(conn, peer)
+        finally:
+            done.set()
 
-    def _register(self, conn: socket.socket, thread: threading.Thread) -> None:
+    def _register(self, conn: socket.socket, thread: threading.Thread, wait: Callable[[float], object]) -> None:
         tune_socket(conn)
         conn.settimeout(self.idle_timeout)
         with self._lock:
-            self._clients[id(conn)] = (conn, thread)
+            self._clients[id(conn)] = (conn, thread, wait)
             self.stats["connections"] += 1
 
     def _serve(self, conn: socket.socket, peer: Any) -> None:

@@ -143,3 +143,36 @@ def test_a_raising_logger_lets_a_handler_bug_out_of_serve_connection():
 def shared_port():
     with ResponderServer(EchoHandler, "127.0.0.1", 0) as srv:
         yield srv.port
+
+
+def test_stop_waits_for_a_served_connection_not_for_its_caller_thread():
+    """serve_connection runs on the caller's thread, which goes on living after the connection
+    ends (a worker of a pool, a main loop): stop() must not wait its whole timeout for it."""
+    import time
+
+    client, server_end = socket.socketpair()
+    server = ResponderServer(EchoHandler, "127.0.0.1", 0)
+    served, leave = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        server.serve_connection(server_end, "pair")
+        served.set()
+        leave.wait(30)  # the caller's thread keeps running after serve_connection returns
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):  # until the connection is registered (at once, in practice)
+            if server.active_connections:
+                break
+            time.sleep(0.01)
+        assert server.active_connections == 1
+        started = time.monotonic()
+        server.stop(timeout=10)
+        took = time.monotonic() - started
+        assert served.is_set() and server.active_connections == 0
+        assert took < 5, f"stop() waited {took:.1f} s for the serve_connection caller's thread"
+    finally:
+        leave.set()
+        client.close()
+        thread.join(5)
