@@ -74,22 +74,12 @@ def own_run_dir() -> str:
     return user_run_dir()
 
 
-def check_user_dir(path: str) -> None:
-    """Refuse the per-user directory ``path`` when it exists but is not the caller's own.
+def _is_user_dir(path: str) -> bool:
+    return os.path.normpath(path) == os.path.normpath(user_run_dir())
 
-    Other directories (``$PCIAUTH_RUN_DIR``, ``/run/pciauth``) are not checked: the user or root
-    chose them.
-    """
-    if os.path.normpath(path) != os.path.normpath(user_run_dir()):
-        return
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise PermissionDeniedError(
-            f"cannot check the run directory {path}: {e.strerror}", errno=e.errno, path=path, hint=HINT
-        ) from None
+
+def _refuse(path: str, st: os.stat_result) -> None:
+    """Raise when ``st`` (of the per-user directory ``path``) is not the caller's own directory."""
     uid = os.getuid()
     problem = None
     if not stat.S_ISDIR(st.st_mode):
@@ -106,12 +96,54 @@ def check_user_dir(path: str) -> None:
         )
 
 
+def check_user_dir(path: str) -> None:
+    """Refuse the per-user directory ``path`` when it exists but is not the caller's own.
+
+    Other directories (``$PCIAUTH_RUN_DIR``, ``/run/pciauth``) are not checked: the user or root
+    chose them.
+    """
+    if not _is_user_dir(path):
+        return
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise PermissionDeniedError(
+            f"cannot check the run directory {path}: {e.strerror}", errno=e.errno, path=path, hint=HINT
+        ) from None
+    _refuse(path, st)
+
+
+def open_run_file(path: str) -> int:
+    """A read-only descriptor of ``path``, a file in a run directory.
+
+    In the per-user directory the file is opened through a descriptor of the directory, checked
+    (:func:`check_user_dir`'s rules) after it was opened: the directory checked is the one read
+    from, even when it did not exist a moment before (another user could create it between a
+    check by path and the open). ``OSError`` (``FileNotFoundError`` when the directory or the file
+    is missing) is the caller's to report.
+    """
+    directory, name = os.path.split(path)
+    if not _is_user_dir(directory):
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except NotADirectoryError:  # a symlink or a file: say which
+        check_user_dir(directory)
+        raise
+    try:
+        _refuse(directory, os.fstat(dir_fd))
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def make_run_dir(path: str) -> None:
     """Create ``path`` if missing: mode 0755, or 0700 for the per-user directory, which must then
     pass :func:`check_user_dir`. ``OSError`` is the caller's to report (it knows what it wanted
     to write there)."""
-    per_user = os.path.normpath(path) == os.path.normpath(user_run_dir())
-    if per_user:
+    if _is_user_dir(path):
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:

@@ -177,3 +177,31 @@ def test_threshold_record_errors_are_pciauth_errors(tmp_path, monkeypatch):
         save_threshold("emu:0", Threshold.parse("1G"))
     assert info.value.path == str(blocker / "run" / "threshold-emu_0.json")
     assert "PCIAUTH_RUN_DIR" in info.value.hint
+
+
+def test_threshold_read_checks_the_directory_it_reads_from(non_root, tmp_path, monkeypatch):
+    """Regression: load_threshold checked the per-user directory, then opened the record by its
+    path. When the directory did not exist at the check, another user could create it (with a
+    record of their choosing) before the open, and that X was used. Simulated here: the check's
+    lstat finds nothing, and the directory is planted right after it."""
+    from pciauth.dma.threshold import load_threshold
+
+    real_lstat = os.lstat
+
+    def planting_lstat(path, *a, **k):
+        try:
+            return real_lstat(path, *a, **k)
+        except FileNotFoundError:
+            if os.fspath(path) == str(non_root) and not non_root.exists():
+                non_root.mkdir()
+                os.chmod(non_root, 0o777)  # what another user's directory looks like to us
+                (non_root / "threshold-emu_0.json").write_text('{"units": 3}')
+            raise
+
+    monkeypatch.setattr(os, "lstat", planting_lstat)
+    try:
+        got = load_threshold("emu:0")
+    except PermissionDeniedError as e:
+        assert "per-user run directory" in str(e)
+    else:
+        assert got is None, f"read X={got} from a directory planted after the check"
