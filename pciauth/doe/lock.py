@@ -23,7 +23,7 @@ import time
 
 from pciauth.errors import DeviceBusy, HostNotReady, PermissionDeniedError
 from pciauth.rundir import DEFAULT_RUN_DIR as DEFAULT_RUN_DIR
-from pciauth.rundir import HINT, make_run_dir, run_dir
+from pciauth.rundir import ENV_RUN_DIR, HINT, make_run_dir, run_dir
 
 #: Bound drivers that use a DOE mailbox themselves, and what they use it for.
 DOE_DRIVERS: dict[str, str] = {
@@ -83,8 +83,12 @@ class MailboxLock:
                 break
             except OSError as e:
                 if e.errno not in (errno_mod.EWOULDBLOCK, errno_mod.EAGAIN):
-                    os.close(fd)
-                    raise
+                    os.close(fd)  # e.g. ENOLCK: a run directory on a file system without locks
+                    raise HostNotReady(
+                        f"cannot lock the mailbox lock {self.path}: {e.strerror}",
+                        errno=e.errno, path=self.path, device=self.device_name,
+                        hint=f"set {ENV_RUN_DIR} to a local directory (tmpfs or disk) that supports flock",
+                    ) from None
             if time.monotonic() >= deadline:
                 holder = _read_holder(fd)
                 os.close(fd)
@@ -97,8 +101,11 @@ class MailboxLock:
                     hint="wait for it to finish, or raise --timeout",
                 )
             time.sleep(self.poll)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # who holds it, for the DeviceBusy message of the next process (best effort)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock is held all the same, only the holder's pid is missing
         self.fd = fd
         return self
 

@@ -188,3 +188,41 @@ def test_odd_tsm_attributes(fake_sysfs):
     with open(os.path.join(dev2, "tsm", "connect"), "w") as f:
         f.write("0\n")
     assert kernel_users(dev2) == []
+
+
+def test_a_file_system_without_locks_is_a_clear_error(monkeypatch, tmp_path):
+    """flock failing for another reason than "held" (ENOLCK on some network file systems) is a
+    pciauth error naming the lock and what to do, and leaves no file descriptor open."""
+    import errno
+
+    from pciauth.doe import lock as lock_mod
+
+    monkeypatch.setenv("PCIAUTH_RUN_DIR", str(tmp_path))
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(lock_mod.fcntl, "flock", no_locks)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(HostNotReady, match="cannot lock the mailbox lock") as info:
+        MailboxLock("emu:3", timeout=0).acquire()
+    assert "PCIAUTH_RUN_DIR" in info.value.hint and info.value.errno == errno.ENOLCK
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_holder_pid_not_written_still_holds_the_lock(monkeypatch, tmp_path):
+    """A full disk while writing the holder's pid does not lose the lock it already holds."""
+    import errno
+
+    from pciauth.doe import lock as lock_mod
+
+    monkeypatch.setenv("PCIAUTH_RUN_DIR", str(tmp_path))
+
+    def full(*a):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(lock_mod.os, "pwrite", full)
+    with MailboxLock("emu:4", timeout=0) as held:
+        assert held.held
+        with pytest.raises(DeviceBusy):
+            MailboxLock("emu:4", timeout=0).acquire()
