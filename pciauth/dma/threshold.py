@@ -26,7 +26,7 @@ import re
 from pciauth.dma.iova import THRESHOLD_ALL_ONES, THRESHOLD_UNIT, Threshold
 from pciauth.errors import DeviceError, HostNotReady, MalformedData, PermissionDeniedError, UsageError
 from pciauth.rundir import DEFAULT_RUN_DIR as DEFAULT_RUN_DIR
-from pciauth.rundir import HINT, check_user_dir, make_run_dir, open_run_file
+from pciauth.rundir import HINT, make_run_dir, open_run_file
 from pciauth.rundir import own_run_dir as run_dir
 
 KNOB_NAME = "tsm_vtom"
@@ -133,9 +133,8 @@ def _state_path(device: str) -> str:
 def load_threshold(device: str) -> Threshold | None:
     """The X recorded for ``device`` by an earlier ``pciauth iova --threshold``, or None."""
     path = _state_path(device)
-    check_user_dir(os.path.dirname(path))  # never read X from a directory another user planted
     try:
-        # through the checked directory (it may have appeared since the check above)
+        # through the per-user directory as checked once opened: never X from one another user planted
         with open(open_run_file(path), encoding="utf-8") as f:
             data = json.loads(f.read(4096))
         units = data["units"]
