@@ -252,17 +252,7 @@ class Requester:
     # --- one exchange, with ERROR handling ---
     def exchange(self, request: bytes, expect: int, *, session: Any = None) -> bytes:
         """Send ``request``; return the response of code ``expect`` (ERRORs raise or are retried)."""
-        if session is None and self._response_time_hint is None:  # _send's usual case, inline
-            try:
-                response = self.transport.exchange(request, secured=False)
-            except PciauthError:
-                raise
-            except Exception as exc:
-                raise TransportError(f"transport failed: {exc}")
-            if type(response) is not bytes:
-                response = bytes(response)
-        else:
-            response = self._send(request, session)
+        response = self._send(request, session)
         if len(response) >= 4 and response[1] == expect and response[0] == request[0]:
             return response  # the usual answer: the caller's parser checks the rest
         return self._exchange_slow(request, expect, session, response)
